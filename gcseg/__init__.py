@@ -1,0 +1,30 @@
+"""gcseg: GCNet semantic segmentation on PaddlePaddle, compatible with PaddleSeg configs and
+weights.
+
+Importing ``gcseg`` does not import Paddle: the scripts first set up the CPU environment
+(:mod:`gcseg.cpu_env`), which only works before Paddle loads. The public names below are
+imported on first use.
+"""
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "Config": "gcseg.config",
+    "GcsegError": "gcseg.errors",
+    "train": "gcseg.engine.trainer",
+    "evaluate": "gcseg.engine.evaluator",
+    "predict": "gcseg.engine.predictor",
+    "export_model": "gcseg.export",
+    "load_weights": "gcseg.models.weights",
+    "save_weights": "gcseg.models.weights",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'gcseg' has no attribute '{name}'")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

@@ -1,0 +1,117 @@
+"""Command-line plumbing shared by the scripts: flags, config loading, one-line errors.
+
+Scripts stay thin: parse flags with these helpers, then make one library call inside
+:func:`main_guard`, which turns every :class:`~gcseg.errors.GcsegError` into one line on stderr
+and exit code 2 (``--debug`` or ``GCSEG_DEBUG=1`` shows the traceback instead).
+"""
+import argparse
+import os
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+from gcseg.errors import GcsegError, UsageError
+
+DEBUG_ENV = "GCSEG_DEBUG"
+
+
+def debug_requested(argv: Optional[List[str]] = None) -> bool:
+    argv = sys.argv if argv is None else argv
+    return "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def main_guard(main: Callable[[], Optional[int]]) -> None:
+    """Run a script's ``main`` and exit: 0, its own code, 2 on a user error, 130 on Ctrl-C."""
+    try:
+        code = main() or 0
+    except GcsegError as error:
+        if debug_requested():
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+def add_common_args(parser: argparse.ArgumentParser, config_required: bool = True) -> None:
+    parser.add_argument("--config", required=config_required, help="YAML config file")
+    parser.add_argument("--opts", nargs="+", default=None, metavar="KEY=VALUE",
+                        help="override config keys, e.g. --opts batch_size=4 "
+                             "model.backbone.output_stride=16")
+    parser.add_argument("--device", default=None,
+                        help="cpu, gpu or gpu:N (default: the config's global.device, else gpu "
+                             "when Paddle has CUDA, else cpu)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--no_cpu_tuning", action="store_true",
+                        help="leave OMP_NUM_THREADS / MKL_DEBUG_CPU_TYPE as they are")
+
+
+def add_inference_args(parser: argparse.ArgumentParser) -> None:
+    """Test-time flags; unset flags fall back to the config's ``test:`` section."""
+    group = parser.add_argument_group("inference")
+    group.add_argument("--aug_eval", action="store_true", default=None,
+                       help="test-time augmentation: --scales and flips")
+    group.add_argument("--scales", nargs="+", type=float, default=None,
+                       help="scales for --aug_eval, e.g. 0.75 1.0 1.25")
+    group.add_argument("--flip_horizontal", action="store_true", default=None)
+    group.add_argument("--flip_vertical", action="store_true", default=None)
+    group.add_argument("--is_slide", action="store_true", default=None,
+                       help="sliding-window inference with --crop_size and --stride")
+    group.add_argument("--crop_size", nargs=2, type=int, default=None, metavar=("W", "H"))
+    group.add_argument("--stride", nargs=2, type=int, default=None, metavar=("W", "H"))
+    group.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
+                       help="inference precision (default fp32)")
+
+
+def _as_float_list(value: Any) -> List[float]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise UsageError(f"scales: expected numbers, got {value!r}") from None
+
+
+def inference_settings(args: argparse.Namespace, cfg) -> Dict[str, Any]:
+    """Flags over the config's ``test:`` defaults, normalised (scales as a list of floats)."""
+    settings = cfg.runtime("test")
+    for key in list(settings) + ["precision"]:
+        flag = getattr(args, key, None)
+        if flag is not None:
+            settings[key] = flag
+    settings["scales"] = _as_float_list(settings.get("scales", 1.0))
+    settings.setdefault("precision", "fp32")
+    if settings.get("is_slide") and (not settings.get("crop_size") or not settings.get("stride")):
+        raise UsageError("--is_slide needs --crop_size W H and --stride W H "
+                         "(or test.crop_size / test.stride in the config)")
+    return {key: settings[key] for key in ("aug_eval", "scales", "flip_horizontal",
+                                           "flip_vertical", "is_slide", "crop_size", "stride",
+                                           "precision")}
+
+
+def load_config(args: argparse.Namespace, extra_opts: Optional[List[str]] = None):
+    from gcseg.config import Config
+    return Config(args.config, list(args.opts or []) + list(extra_opts or []))
+
+
+def select_device(args: argparse.Namespace, cfg=None) -> str:
+    """Set Paddle's device from --device, else the config's global.device, else what exists.
+
+    A config asking for a GPU on a CPU-only Paddle falls back to the CPU (PaddleSeg's
+    runtime.yml says ``device: gpu``); an explicit ``--device gpu`` there is an error.
+    """
+    import paddle
+    has_cuda = paddle.is_compiled_with_cuda()
+    wanted = getattr(args, "device", None)
+    if wanted is None:
+        configured = cfg.runtime("global")["device"] if cfg is not None else None
+        wanted = configured if configured and (has_cuda or not configured.startswith("gpu")) \
+            else ("gpu" if has_cuda else "cpu")
+    elif wanted.startswith("gpu") and not has_cuda:
+        raise UsageError(f"--device {wanted}: this Paddle build has no CUDA support "
+                         "(install paddlepaddle-gpu, or use --device cpu)")
+    try:
+        paddle.set_device(wanted)
+    except (ValueError, RuntimeError) as error:
+        raise UsageError(f"--device {wanted}: {str(error).splitlines()[0]}") from None
+    return wanted

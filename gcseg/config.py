@@ -1,0 +1,496 @@
+"""YAML configs in PaddleSeg's format: ``_base_`` inheritance, ``--opts`` overrides, components
+built by ``type:``.
+
+Inheritance follows PaddleSeg exactly: ``_base_`` is a path or a list of paths relative to the
+file; a file's own keys win over its bases, and for a list of bases an earlier base wins over a
+later one; nested dicts merge key by key, anything else (lists included) is replaced;
+``_inherited_: False`` in a section stops the merge for that section.
+
+Every error names the file that set the offending key (bases included) and the dotted key.
+"""
+import collections.abc
+import copy
+import inspect
+import types
+import typing
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import yaml
+
+from gcseg.errors import ConfigError, GcsegError
+from gcseg.registry import (BACKBONES, DATASETS, LOSSES, LR_SCHEDULERS, MODELS, OPTIMIZERS,
+                            TRANSFORMS, Registry)
+
+BASE_KEY = "_base_"
+INHERIT_KEY = "_inherited_"
+OPTS_ORIGIN = "--opts"
+
+# The registry a nested ``{type: ...}`` entry is looked up in, by the key that holds it.
+REGISTRY_BY_KEY = {
+    "model": MODELS, "backbone": BACKBONES, "train_dataset": DATASETS, "val_dataset": DATASETS,
+    "transforms": TRANSFORMS, "types": LOSSES, "losses": LOSSES, "optimizer": OPTIMIZERS,
+    "lr_scheduler": LR_SCHEDULERS, "learning_rate": LR_SCHEDULERS,
+}
+
+# PaddleSeg's runtime.yml: the defaults of the script flags, by section.
+RUNTIME_DEFAULTS = {
+    "global": {"data_format": "NCHW", "device": None, "num_workers": 0},
+    "train": {"save_dir": "./output", "do_eval": False, "resume_model": None,
+              "save_interval": 1000, "log_iters": 10, "keep_checkpoint_max": 5, "seed": None,
+              "precision": "fp32", "amp_level": "O1", "use_vdl": False},
+    "test": {"aug_eval": False, "scales": 1.0, "flip_horizontal": False,
+             "flip_vertical": False, "is_slide": False, "crop_size": None, "stride": None},
+}
+
+
+# ----------------------------------------------------------------------------- loading
+def _read_yaml(path: Path) -> Dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config file ({error})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, "
+                          f"got {type(data).__name__}")
+    return data
+
+
+def _record_origins(dic: Dict[str, Any], origin: str, origins: Dict[str, str],
+                    prefix: str = "") -> None:
+    for key, value in dic.items():
+        dotted = f"{prefix}{key}"
+        origins[dotted] = origin
+        if isinstance(value, dict):
+            _record_origins(value, origin, origins, dotted + ".")
+
+
+def merge_dicts(child: Dict[str, Any], base: Dict[str, Any]) -> Dict[str, Any]:
+    """Merge ``child`` over ``base``: nested dicts key by key, any other value replaced."""
+    if not child.get(INHERIT_KEY, True):
+        return {key: value for key, value in child.items() if key != INHERIT_KEY}
+    merged = dict(base)
+    for key, value in child.items():
+        if key == INHERIT_KEY:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_dicts(value, merged[key])
+        else:
+            merged[key] = value
+    return merged
+
+
+def _base_paths(path: Path, dic: Dict[str, Any]) -> List[Path]:
+    bases = dic.pop(BASE_KEY, None)
+    if bases is None:
+        return []
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(base, str) for base in bases):
+        raise ConfigError(f"{path}: {BASE_KEY}: expected a path or a list of paths, got {bases!r}")
+    resolved = []
+    for base in bases:
+        try:
+            base_path = (path.parent / base).resolve()
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{path}: {BASE_KEY}: invalid path {base!r} ({error})") from None
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: {BASE_KEY}: file '{base}' not found "
+                              f"(looked for {base_path})")
+        resolved.append(base_path)
+    return resolved
+
+
+def load_yaml_with_bases(path: Union[str, Path], origins: Optional[Dict[str, str]] = None,
+                         _chain: Sequence[Path] = ()) -> Dict[str, Any]:
+    """Read ``path`` and everything it inherits into one dict (PaddleSeg's merge order).
+
+    ``origins`` receives, for every dotted key, the file whose value won.
+    """
+    path = Path(path).resolve()
+    if path in _chain:
+        cycle = " -> ".join(p.name for p in (*_chain, path))
+        raise ConfigError(f"{_chain[-1]}: {BASE_KEY} cycle: {cycle}")
+    dic = _read_yaml(path)
+    bases = _base_paths(path, dic)
+    own_origins: Dict[str, str] = {}
+    _record_origins(dic, str(path), own_origins)
+    inherited_origins: Dict[str, str] = {}
+    for base_path in bases:
+        base_origins: Dict[str, str] = {}
+        dic = merge_dicts(dic, load_yaml_with_bases(base_path, base_origins, (*_chain, path)))
+        inherited_origins = {**base_origins, **inherited_origins}
+    if origins is not None:
+        origins.update({**inherited_origins, **own_origins})
+    return dic
+
+
+# ----------------------------------------------------------------------------- overrides
+def parse_opts(opts: Optional[Sequence[str]]) -> List[tuple]:
+    """``["a.b=1", "c=[1, 2]"]`` -> ``[(["a", "b"], 1), (["c"], [1, 2])]`` (values as YAML)."""
+    parsed = []
+    for item in opts or []:
+        key, sep, raw = str(item).partition("=")
+        if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+            raise ConfigError(f"{OPTS_ORIGIN}: '{item}': expected key=value, e.g. "
+                              "batch_size=4 or model.backbone.output_stride=16")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        parsed.append((key.strip().split("."), value))
+    return parsed
+
+
+def apply_opts(dic: Dict[str, Any], opts: Optional[Sequence[str]],
+               origins: Dict[str, str]) -> None:
+    for keys, value in parse_opts(opts):
+        node = dic
+        for depth, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                where = ".".join(keys[:depth + 1])
+                raise ConfigError(f"{OPTS_ORIGIN}: {'.'.join(keys)}: '{where}' holds "
+                                  f"{child!r}, not a section that could contain '{keys[-1]}'")
+            node = child
+        node[keys[-1]] = value
+        origins[".".join(keys)] = OPTS_ORIGIN
+
+
+# ----------------------------------------------------------------------------- building
+def _type_matches(value: Any, expected: Any) -> bool:
+    """A loose check of a YAML value against a constructor annotation (simple types only)."""
+    origin = typing.get_origin(expected)
+    if expected in (inspect.Parameter.empty, Any) or isinstance(expected, (str, typing.TypeVar)):
+        return True
+    if origin is Union or origin is types.UnionType:
+        return any(_type_matches(value, arg) for arg in typing.get_args(expected))
+    if expected is type(None):
+        return value is None
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, collections.abc.Sequence) or expected in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict or expected is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _describe(expected: Any) -> str:
+    text = getattr(expected, "__name__", None) or str(expected)
+    return text.replace("typing.", "")
+
+
+_ANNOTATION_NAMES = {"int": int, "float": float, "bool": bool, "str": str, "None": None,
+                     "list": list, "tuple": tuple, "dict": dict, "List": List, "Dict": Dict,
+                     "Sequence": Sequence, "Optional": Optional, "Union": Union, "Any": Any}
+
+
+def _resolve_annotation(annotation: Any) -> Any:
+    """String annotations (``from __future__ import annotations``) of simple types, evaluated;
+    anything naming other classes is left unchecked."""
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return eval(annotation, {"__builtins__": {}}, dict(_ANNOTATION_NAMES))  # noqa: S307
+    except Exception:
+        return inspect.Parameter.empty
+
+
+def _signature_of(target: Any):
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return None, {}
+    hints = {name: _resolve_annotation(param.annotation)
+             for name, param in signature.parameters.items()}
+    return signature, hints
+
+
+def check_arguments(target: Any, kwargs: Dict[str, Any], where: str,
+                    provided: Sequence[str] = ()) -> None:
+    """Unknown, missing and wrongly typed constructor arguments, as one-line ConfigErrors.
+
+    ``provided`` names arguments the caller supplies itself (not from YAML).
+    """
+    signature, hints = _signature_of(target)
+    if signature is None:
+        return
+    params = signature.parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    named = {name: p for name, p in params.items()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    for key, value in kwargs.items():
+        if key not in named:
+            if not takes_any:
+                raise ConfigError(f"{where}.{key}: unknown argument for "
+                                  f"{target.__name__} (accepted: {', '.join(named)})")
+            continue
+        expected = hints.get(key, inspect.Parameter.empty)
+        if not _type_matches(value, expected):
+            raise ConfigError(f"{where}.{key}: expected {_describe(expected)}, got {value!r}")
+    for name, param in named.items():
+        if param.default is param.empty and name not in kwargs and name not in provided:
+            raise ConfigError(f"{where}: missing required argument '{name}' "
+                              f"for {target.__name__}")
+
+
+class ComponentBuilder:
+    """Turns ``{type: Name, arg: ...}`` specs into objects, naming the file and key on error."""
+
+    def __init__(self, origins: Dict[str, str], config_path: Path) -> None:
+        self.origins = origins
+        self.config_path = config_path
+
+    def origin(self, dotted: str) -> str:
+        parts = dotted.split(".")
+        for end in range(len(parts), 0, -1):
+            found = self.origins.get(".".join(p for p in parts[:end] if not p.isdigit()))
+            if found:
+                return found
+        return str(self.config_path)
+
+    def fail(self, dotted: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.origin(dotted)}: {message}")
+
+    def build(self, spec: Any, registry: Registry, where: str, **extra: Any) -> Any:
+        if not isinstance(spec, dict):
+            raise self.fail(where, f"{where}: expected a mapping with a 'type' key, got {spec!r}")
+        spec = dict(spec)
+        name = spec.pop("type", None)
+        if name is None:
+            raise self.fail(where, f"{where}.type: missing (which {registry.kind} to build)")
+        try:
+            target = registry.get(name)
+        except ConfigError as error:
+            raise self.fail(f"{where}.type", f"{where}.type: {error}") from None
+        kwargs = {key: self.build_value(value, key, f"{where}.{key}")
+                  for key, value in spec.items()}
+        try:
+            check_arguments(target, kwargs, where, provided=extra)
+        except ConfigError as error:
+            raise self.fail(str(error).split(":")[0], str(error)) from None
+        return self.construct(target, {**kwargs, **extra}, where)
+
+    def construct(self, target: Any, kwargs: Dict[str, Any], where: str) -> Any:
+        try:
+            return target(**kwargs)
+        except GcsegError as error:
+            if isinstance(error, ConfigError) and str(error).startswith(str(self.origin(where))):
+                raise
+            raise type(error)(f"{self.origin(where)}: {where}: {error}") from None
+        except (TypeError, ValueError, AssertionError) as error:
+            raise self.fail(where, f"{where}: cannot build {getattr(target, '__name__', target)}:"
+                                   f" {error}") from None
+
+    def build_value(self, value: Any, key: str, where: str) -> Any:
+        registry = REGISTRY_BY_KEY.get(key)
+        if isinstance(value, dict) and "type" in value and registry is not None:
+            return self.build(value, registry, where)
+        if isinstance(value, list) and registry is not None and all(
+                isinstance(item, dict) and "type" in item for item in value) and value:
+            return [self.build(item, registry, f"{where}.{i}") for i, item in enumerate(value)]
+        return value
+
+
+# ----------------------------------------------------------------------------- Config
+def register_components() -> None:
+    """Import the modules whose definitions register themselves in the registries."""
+    import gcseg.data  # noqa: F401
+    import gcseg.losses  # noqa: F401
+    import gcseg.models  # noqa: F401
+    import gcseg.optim  # noqa: F401
+
+
+class Config:
+    """A training/evaluation setup read from a PaddleSeg-format YAML file.
+
+    Components are built on first access and cached, so reading ``cfg.model`` never touches the
+    dataset files, and ``cfg.optimizer`` reuses the same model and lr scheduler.
+    """
+
+    def __init__(self, path: Union[str, Path], opts: Optional[Sequence[str]] = None) -> None:
+        register_components()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigError(f"{self.path}: config file not found")
+        self.origins: Dict[str, str] = {}
+        self.dic = load_yaml_with_bases(self.path, self.origins)
+        apply_opts(self.dic, opts, self.origins)
+        self._builder = ComponentBuilder(self.origins, self.path)
+        self._cache: Dict[str, Any] = {}
+        self._check_schedule()
+
+    # -- plain values
+    def _positive_int(self, key: str) -> int:
+        value = self.dic.get(key)
+        if value is None:
+            raise self._builder.fail(key, f"{key}: missing (a positive integer is required)")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self._builder.fail(key, f"{key}: expected a positive integer, got {value!r}")
+        return value
+
+    def _check_schedule(self) -> None:
+        for key in ("batch_size", "iters"):
+            if key in self.dic:
+                self._positive_int(key)
+
+    @property
+    def batch_size(self) -> int:
+        return self._positive_int("batch_size")
+
+    @property
+    def iters(self) -> int:
+        return self._positive_int("iters")
+
+    def section(self, key: str) -> Dict[str, Any]:
+        value = self.dic.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self._builder.fail(key, f"{key}: expected a mapping, got {value!r}")
+        return copy.deepcopy(value)
+
+    def runtime(self, section: str) -> Dict[str, Any]:
+        """PaddleSeg runtime.yml defaults (``global``/``train``/``test``) merged with the file's.
+
+        The older top-level ``test_config:`` section counts as ``test:``.
+        """
+        if section not in RUNTIME_DEFAULTS:
+            raise KeyError(section)
+        values = dict(RUNTIME_DEFAULTS[section])
+        if section == "test":
+            values.update(self.section("test_config"))
+        values.update(self.section(section))
+        return values
+
+    # -- components
+    def _cached(self, key: str, make) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def _dataset_class(self, key: str) -> Any:
+        spec = self.section(key)
+        if "type" not in spec:
+            return None
+        try:
+            return DATASETS.get(spec["type"])
+        except ConfigError as error:
+            raise self._builder.fail(f"{key}.type", f"{key}.type: {error}") from None
+
+    def dataset_num_classes(self) -> Optional[int]:
+        """The class count the datasets declare, without reading any dataset file."""
+        for key in ("train_dataset", "val_dataset"):
+            spec = self.section(key)
+            if "num_classes" in spec:
+                return spec["num_classes"]
+            declared = getattr(self._dataset_class(key), "NUM_CLASSES", None)
+            if declared is not None:
+                return declared
+        return None
+
+    @property
+    def model(self):
+        return self._cached("model", self._build_model)
+
+    def _build_model(self):
+        spec = self.section("model")
+        if not spec:
+            raise self._builder.fail("model", "model: missing (a model section is required)")
+        num_classes = self.dataset_num_classes()
+        if "num_classes" not in spec:
+            if num_classes is None:
+                raise self._builder.fail("model", "model.num_classes: missing, and no dataset "
+                                                  "declares its number of classes")
+            spec["num_classes"] = num_classes
+        elif num_classes is not None and spec["num_classes"] != num_classes:
+            raise self._builder.fail("model.num_classes", f"model.num_classes: "
+                                     f"{spec['num_classes']} differs from the dataset's "
+                                     f"{num_classes}")
+        return self._builder.build(spec, MODELS, "model")
+
+    def _build_dataset(self, key: str):
+        spec = self.section(key)
+        if not spec:
+            raise self._builder.fail(key, f"{key}: missing (a {key} section is required)")
+        return self._builder.build(spec, DATASETS, key)
+
+    @property
+    def train_dataset(self):
+        return self._cached("train_dataset", lambda: self._build_dataset("train_dataset"))
+
+    @property
+    def val_dataset(self):
+        return self._cached("val_dataset", lambda: self._build_dataset("val_dataset"))
+
+    @property
+    def has_val_dataset(self) -> bool:
+        return bool(self.section("val_dataset"))
+
+    @property
+    def loss(self) -> Dict[str, list]:
+        return self._cached("loss", self._build_loss)
+
+    def _build_loss(self) -> Dict[str, list]:
+        spec = self.section("loss")
+        types, coef = spec.get("types"), spec.get("coef")
+        if not isinstance(types, list) or not types:
+            raise self._builder.fail("loss.types", "loss.types: expected a list of losses, "
+                                                   f"got {types!r}")
+        if not isinstance(coef, list) or not all(isinstance(c, (int, float)) for c in coef):
+            raise self._builder.fail("loss.coef", f"loss.coef: expected a list of numbers, "
+                                                  f"got {coef!r}")
+        if len(types) == 1 and len(coef) > 1:
+            types = types * len(coef)
+        if len(types) != len(coef):
+            raise self._builder.fail("loss.coef", f"loss: {len(types)} types but {len(coef)} "
+                                                  "coef (expected one coef per type)")
+        built = [self._builder.build(item, LOSSES, f"loss.types.{i}")
+                 for i, item in enumerate(types)]
+        return {"types": built, "coef": [float(c) for c in coef]}
+
+    @property
+    def lr_scheduler(self):
+        return self._cached("lr_scheduler", self._build_lr_scheduler)
+
+    def _build_lr_scheduler(self):
+        spec = self.section("lr_scheduler")
+        if not spec:
+            raise self._builder.fail("lr_scheduler", "lr_scheduler: missing")
+        return self._builder.build(spec, LR_SCHEDULERS, "lr_scheduler", total_iters=self.iters)
+
+    @property
+    def optimizer(self):
+        return self._cached("optimizer", self._build_optimizer)
+
+    def _build_optimizer(self):
+        spec = self.section("optimizer")
+        if not spec:
+            raise self._builder.fail("optimizer", "optimizer: missing")
+        return self._builder.build(spec, OPTIMIZERS, "optimizer",
+                                   parameters=self.model.parameters(),
+                                   learning_rate=self.lr_scheduler)
+
+    def __repr__(self) -> str:
+        return f"Config({str(self.path)!r})"
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.dic, sort_keys=False)

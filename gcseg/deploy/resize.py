@@ -1,0 +1,86 @@
+"""Bilinear resize from matmuls: the form Paddle Inference's oneDNN CPU kernels accept.
+
+Paddle Inference 3.3.1 with its default CPU configuration (oneDNN on) cannot run a saved
+``F.interpolate(mode="bilinear")``: its PIR attribute conversion rejects the ``scale`` list
+("ConvertPirAttribute2RuntimeAttribute not support ArrayAttribute<DoubleAttribute>").
+Bilinear resizing is separable and linear, so ``y = A_h @ x @ A_w^T`` with two interpolation
+matrices gives the same numbers. The matrices are built inside the graph from the dynamic input
+and output sizes (arange, floor, compare, cast), so one exported model serves every image size.
+
+Both coordinate conventions equal ``F.interpolate(..., mode="bilinear", align_mode=0)``:
+``align_corners=False`` maps output pixel ``i`` to ``(i + 0.5) * in / out - 0.5`` clamped at 0,
+``align_corners=True`` maps it to ``i * (in - 1) / (out - 1)``.
+"""
+import contextlib
+from typing import Iterator, Sequence, Union
+
+import paddle
+
+_ACTIVE = [False]
+
+
+def deploy_resize_active() -> bool:
+    """True inside :func:`deploy_resize_mode` (read by ``gcseg.models.layers.resize``)."""
+    return _ACTIVE[0]
+
+
+@contextlib.contextmanager
+def deploy_resize_mode(active: bool = True) -> Iterator[None]:
+    """Route every model resize through :func:`matmul_resize` (used while exporting)."""
+    previous = _ACTIVE[0]
+    _ACTIVE[0] = active
+    try:
+        yield
+    finally:
+        _ACTIVE[0] = previous
+
+
+# A length is a Python int or an integer tensor (a ``paddle.Tensor`` in dygraph, a
+# ``pir.Value`` while tracing), so "not an int" is the test for "a tensor".
+def _scalar(length: Union[int, paddle.Tensor]) -> Union[int, paddle.Tensor]:
+    return int(length) if isinstance(length, int) else paddle.reshape(length, [])
+
+
+def _as_float(length: Union[int, paddle.Tensor]) -> paddle.Tensor:
+    if isinstance(length, int):
+        return paddle.full([1], float(length), dtype="float32")
+    return paddle.reshape(length, [1]).astype("float32")
+
+
+def interpolation_matrix(in_length: Union[int, paddle.Tensor],
+                         out_length: Union[int, paddle.Tensor],
+                         align_corners: bool) -> paddle.Tensor:
+    """``[out_length, in_length]`` matrix whose rows hold the two bilinear weights.
+
+    As in Paddle's kernel, an output of length 1 samples input position 0 (ratio 0).
+    """
+    in_f, out_f = _as_float(in_length), _as_float(out_length)
+    out_index = paddle.arange(_scalar(out_length), dtype="float32")  # [out]
+    many = (out_f > 1).astype("float32")
+    if align_corners:
+        ratio = many * (in_f - 1) / paddle.maximum(out_f - 1, paddle.ones_like(out_f))
+        source = out_index * ratio
+    else:
+        source = paddle.clip((out_index + 0.5) * (many * in_f / out_f) - 0.5, min=0.0)
+    last = in_f - 1
+    lower = paddle.minimum(paddle.floor(source), last)
+    upper = paddle.minimum(lower + 1, last)
+    weight_upper = (source - lower).unsqueeze(1)  # [out, 1]
+    in_index = paddle.arange(_scalar(in_length), dtype="float32").unsqueeze(0)  # [1, in]
+    lower_hot = (in_index == lower.unsqueeze(1)).astype("float32")  # [out, in]
+    upper_hot = (in_index == upper.unsqueeze(1)).astype("float32")
+    return lower_hot * (1 - weight_upper) + upper_hot * weight_upper
+
+
+def matmul_resize(x: paddle.Tensor, size: Union[Sequence[int], paddle.Tensor],
+                  align_corners: bool) -> paddle.Tensor:
+    """Bilinear resize of ``x [N, C, h, w]`` to ``size (H, W)`` as ``A_h @ x @ A_w^T``."""
+    in_size = paddle.shape(x)[2:]
+    if isinstance(size, (list, tuple)):
+        out_h, out_w = size
+    else:
+        out_h, out_w = size[0], size[1]
+    rows = interpolation_matrix(in_size[0], out_h, align_corners)  # [H, h]
+    cols = interpolation_matrix(in_size[1], out_w, align_corners)  # [W, w]
+    x = paddle.matmul(x, cols, transpose_y=True)  # [N, C, h, W]
+    return paddle.matmul(rows, x)  # [N, C, H, W]

@@ -1,0 +1,178 @@
+"""Checkpointer: the one object that writes, prunes and reads training checkpoints.
+
+Layout (PaddleSeg's, plus one file of our own)::
+
+    <save_dir>/iter_<N>/model.pdparams     model weights
+    <save_dir>/iter_<N>/model.pdopt        optimizer state (with the lr scheduler's)
+    <save_dir>/iter_<N>/train_state.pkl    iteration, data position, seed, RNG and AMP states
+    <save_dir>/best_model/model.pdparams   the weights with the best validation mIoU
+    <save_dir>/best_model/best_model.json  {"iter": N, "mIoU": ...}
+
+Every directory is written under a temporary name and renamed into place, so a directory with a
+final name is always complete; a crash leaves at most a ``.tmp-*`` directory behind.
+PaddleSeg's own ``iter_<N>`` checkpoints (no ``train_state.pkl``) resume too.
+"""
+import json
+import logging
+import os
+import pickle
+import random
+import re
+import shutil
+import tempfile
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import paddle
+
+from gcseg.errors import CheckpointError
+from gcseg.models.weights import load_weights
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pdparams"
+OPTIMIZER_FILE = "model.pdopt"
+STATE_FILE = "train_state.pkl"
+BEST_DIR = "best_model"
+BEST_INFO_FILE = "best_model.json"
+_ITER_DIR = re.compile(r"^iter_(\d+)$")
+
+
+def rng_states() -> Dict[str, Any]:
+    """Host RNG states. Paddle's generator needs none: the trainer reseeds it every step."""
+    return {"numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_states(states: Dict[str, Any]) -> None:
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+
+
+def replace_dir(source: str, target: str) -> None:
+    """Move the finished directory ``source`` to ``target``, replacing an older ``target``."""
+    if not os.path.isdir(target):
+        os.replace(source, target)
+        return
+    stale = f"{target}.stale-{os.getpid()}"
+    os.replace(target, stale)
+    os.replace(source, target)
+    shutil.rmtree(stale)
+
+
+def _load_pickle(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            return pickle.load(file)
+    except (OSError, pickle.UnpicklingError, EOFError) as error:
+        raise CheckpointError(f"{path}: cannot read training state ({error})") from None
+
+
+class Checkpointer:
+    """Saves ``iter_<N>`` checkpoints, keeps the newest ``keep_checkpoint_max``, tracks
+    ``best_model`` by mIoU and restores all of it for ``--resume_model``.
+
+    Only the process with ``enabled=True`` (rank 0) writes; every rank can load.
+    """
+
+    def __init__(self, save_dir: str, model: paddle.nn.Layer,
+                 optimizer: paddle.optimizer.Optimizer, *, keep_checkpoint_max: int = 5,
+                 enabled: bool = True) -> None:
+        self.save_dir, self.model, self.optimizer = save_dir, model, optimizer
+        self.keep_checkpoint_max = keep_checkpoint_max
+        self.enabled = enabled
+
+    # ------------------------------------------------------------------ writing
+    def _write_dir(self, name: str, files: Dict[str, Any]) -> str:
+        """Write ``{file name: object}`` into ``<save_dir>/<name>`` atomically."""
+        os.makedirs(self.save_dir, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.save_dir)
+        try:
+            for file_name, obj in files.items():
+                path = os.path.join(tmp, file_name)
+                if file_name.endswith(".json"):
+                    with open(path, "w", encoding="utf-8") as file:
+                        json.dump(obj, file, indent=2)
+                elif file_name.endswith(".pkl"):
+                    with open(path, "wb") as file:
+                        pickle.dump(obj, file)
+                else:
+                    paddle.save(obj, path)
+            target = os.path.join(self.save_dir, name)
+            replace_dir(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    def save(self, iteration: int, train_state: Dict[str, Any]) -> Optional[str]:
+        """Write ``iter_<iteration>`` (model, optimizer, ``train_state`` + RNG) and prune."""
+        if not self.enabled:
+            return None
+        state = {**train_state, "iter": iteration, "rng": rng_states()}
+        path = self._write_dir(f"iter_{iteration}", {
+            MODEL_FILE: self.model.state_dict(), OPTIMIZER_FILE: self.optimizer.state_dict(),
+            STATE_FILE: state})
+        self.prune()
+        logger.info("saved checkpoint %s", path)
+        return path
+
+    def checkpoints(self) -> List[str]:
+        """The ``iter_<N>`` directories in ``save_dir``, oldest first."""
+        if not os.path.isdir(self.save_dir):
+            return []
+        found = [(int(m.group(1)), name) for name in os.listdir(self.save_dir)
+                 if (m := _ITER_DIR.match(name)) and os.path.isdir(
+                     os.path.join(self.save_dir, name))]
+        return [os.path.join(self.save_dir, name) for _, name in sorted(found)]
+
+    def prune(self) -> None:
+        if self.keep_checkpoint_max <= 0:
+            return
+        for path in self.checkpoints()[:-self.keep_checkpoint_max]:
+            shutil.rmtree(path)
+
+    # ------------------------------------------------------------------ best model
+    def best(self) -> Optional[Dict[str, Any]]:
+        """``{"iter": N, "mIoU": m}`` of the saved best model, if any."""
+        path = os.path.join(self.save_dir, BEST_DIR, BEST_INFO_FILE)
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+
+    def save_best(self, iteration: int, miou: float) -> bool:
+        """Make these weights ``best_model`` if ``miou`` beats the saved best."""
+        best = self.best()
+        if not self.enabled or (best is not None and miou <= best["mIoU"]):
+            return False
+        self._write_dir(BEST_DIR, {MODEL_FILE: self.model.state_dict(),
+                                   BEST_INFO_FILE: {"iter": iteration, "mIoU": miou}})
+        logger.info("[EVAL] new best model: mIoU %.4f at iter %d", miou, iteration)
+        return True
+
+    # ------------------------------------------------------------------ reading
+    def load(self, directory: str) -> Dict[str, Any]:
+        """Restore model, optimizer and RNG from ``directory``; returns its training state."""
+        directory = os.path.normpath(directory)
+        optimizer_path = os.path.join(directory, OPTIMIZER_FILE)
+        if not os.path.isdir(directory) or not os.path.isfile(optimizer_path):
+            raise CheckpointError(f"{directory}: not a checkpoint directory (expected "
+                                  f"{MODEL_FILE} and {OPTIMIZER_FILE} inside)")
+        load_weights(self.model, os.path.join(directory, MODEL_FILE), what="model")
+        try:
+            self.optimizer.set_state_dict(paddle.load(optimizer_path))
+        except Exception as error:  # paddle raises many types for a corrupt or foreign file
+            raise CheckpointError(f"{optimizer_path}: cannot restore the optimizer "
+                                  f"({type(error).__name__}: {str(error)[:120]})") from None
+        return self._train_state(directory)
+
+    def _train_state(self, directory: str) -> Dict[str, Any]:
+        state_path = os.path.join(directory, STATE_FILE)
+        if os.path.isfile(state_path):
+            state = _load_pickle(state_path)
+            set_rng_states(state["rng"])
+            return state
+        match = _ITER_DIR.match(os.path.basename(directory))
+        if match is None:
+            raise CheckpointError(f"{directory}: no {STATE_FILE}, and the directory name does "
+                                  "not say the iteration (expected iter_<N>)")
+        return {"iter": int(match.group(1))}

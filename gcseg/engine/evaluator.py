@@ -1,0 +1,172 @@
+"""``evaluate(model, dataset, ...)``: metrics over a validation set, with optional TTA/slide.
+
+Under ``paddle.distributed.launch`` every process evaluates its own shard of the dataset
+(every image exactly once) and the confusion matrices are summed, so the result equals the
+single-process one. Call it on every rank; only the main process prints and writes files.
+"""
+import contextlib
+import dataclasses
+import json
+import math
+import os
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import paddle
+from tqdm import tqdm
+
+from gcseg.engine.distributed import is_main_process, shard_indices
+from gcseg.engine.inference import InferenceSettings, infer_logits
+from gcseg.engine.metrics import ConfusionMatrix
+from gcseg.errors import DataError
+
+RESULTS_FILE = "eval_results.json"
+CONFUSION_FILE = "confusion_matrix.png"
+
+
+@contextlib.contextmanager
+def eval_mode(model: paddle.nn.Layer) -> Iterator[None]:
+    """Put ``model`` in eval mode; restore training mode afterwards if it was training."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
+
+
+def _single_item(batch: List[dict]) -> dict:
+    return batch[0]
+
+
+def shard_loader(dataset: paddle.io.Dataset, num_workers: int = 0) -> paddle.io.DataLoader:
+    """Batch-1 loader over this process's shard; items come out as the dataset made them."""
+    shard = paddle.io.Subset(dataset, shard_indices(len(dataset)))
+    return paddle.io.DataLoader(shard, batch_size=1, shuffle=False, num_workers=num_workers,
+                                collate_fn=_single_item)
+
+
+def as_tensor(array) -> paddle.Tensor:
+    """The DataLoader hands out tensors, direct dataset access numpy arrays."""
+    return array if isinstance(array, paddle.Tensor) else paddle.to_tensor(array)
+
+
+def _update(matrix: ConfusionMatrix, model: paddle.nn.Layer, item: dict,
+            settings: InferenceSettings) -> None:
+    image = as_tensor(item["img"]).unsqueeze(0)  # [1, 3, H, W]
+    label = as_tensor(item["label"])  # [h, w] at the original resolution
+    logits = infer_logits(model, image, settings, item.get("trans_info"))
+    if tuple(logits.shape[-2:]) != tuple(label.shape[-2:]):
+        raise DataError(f"{item.get('img_path', '<image>')}: prediction {logits.shape[-2:]} and "
+                        f"label {label.shape[-2:]} differ in size; does trans_info record every "
+                        f"resize/padding of the val transforms?")
+    matrix.update(label, logits.argmax(axis=1))
+
+
+def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bool = False,
+             scales: Union[float, Sequence[float]] = 1.0, flip_horizontal: bool = False,
+             flip_vertical: bool = False, is_slide: bool = False,
+             crop_size: Optional[Sequence[int]] = None, stride: Optional[Sequence[int]] = None,
+             precision: str = "fp32", tta_average: str = "logits", num_workers: int = 0,
+             print_detail: bool = True, save_dir: Optional[str] = None,
+             config_path: Optional[str] = None, model_path: Optional[str] = None) -> Dict:
+    """Evaluate ``model`` on ``dataset`` (batch 1); returns the metrics of
+    :func:`gcseg.engine.metrics.metrics_from_confusion` plus ``num_images``, ``class_names``,
+    the paths and the inference settings. Restores the model's train mode afterwards."""
+    settings = InferenceSettings(
+        aug_eval=aug_eval, scales=scales, flip_horizontal=flip_horizontal,
+        flip_vertical=flip_vertical, is_slide=is_slide, crop_size=crop_size, stride=stride,
+        precision=precision, tta_average=tta_average)
+    matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
+    loader = shard_loader(dataset, num_workers)
+    show = print_detail and is_main_process()
+    with eval_mode(model):
+        for item in tqdm(loader, desc="eval", unit="img", disable=not show, dynamic_ncols=True):
+            _update(matrix, model, item, settings)
+    matrix.all_reduce()
+    results = matrix.compute()
+    results.update(num_images=len(dataset), class_names=class_names_of(dataset),
+                   config_path=config_path, model_path=model_path,
+                   inference=dataclasses.asdict(settings))
+    if show:
+        print(format_class_table(results))
+        print(summary_line(results))
+    if save_dir and is_main_process():
+        save_results(results, save_dir)
+    return results
+
+
+def class_names_of(dataset) -> List[str]:
+    names = getattr(dataset, "class_names", None)
+    return list(names) if names else [str(i) for i in range(dataset.num_classes)]
+
+
+def _cell(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def format_class_table(results: Dict) -> str:
+    """Per-class IoU / precision / recall / Dice; "-" for classes absent from GT and prediction."""
+    names = results["class_names"]
+    width = max(len("Class"), *(len(name) for name in names))
+    columns = ("class_IoU", "class_precision", "class_recall", "class_dice")
+    lines = [f"{'Class':<{width}}  {'IoU':>9} {'Precision':>9} {'Recall':>9} {'Dice':>9}"]
+    for i, name in enumerate(names):
+        lines.append(f"{name:<{width}}  " + " ".join(f"{_cell(results[key][i]):>9}"
+                                                      for key in columns))
+    return "\n".join(lines)
+
+
+def summary_line(results: Dict) -> str:
+    return (f"[EVAL] #Images: {results['num_images']}  mIoU: {results['mIoU']:.4f} "
+            f"(mean of {results['num_classes_averaged']}/{len(results['class_IoU'])} classes "
+            f"present in GT or prediction)  Acc: {results['Acc']:.4f}  "
+            f"Kappa: {results['Kappa']:.4f}  Dice: {results['Dice']:.4f}")
+
+
+def _json_safe(value):
+    """NaN (e.g. Kappa of a one-class matrix) is not JSON: write null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def save_results(results: Dict, save_dir: str) -> None:
+    """``eval_results.json`` and ``confusion_matrix.png`` (row-normalised) in ``save_dir``."""
+    os.makedirs(save_dir, exist_ok=True)
+    with open(os.path.join(save_dir, RESULTS_FILE), "w", encoding="utf-8") as file:
+        json.dump(_json_safe(results), file, indent=2)
+    plot_confusion_matrix(np.asarray(results["confusion_matrix"]), results["class_names"],
+                          os.path.join(save_dir, CONFUSION_FILE))
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: str) -> None:
+    """Each row (ground-truth class) divided by its total, as a heat map with class names."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    totals = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    size = 2.5 + 0.45 * len(class_names)
+    figure = Figure(figsize=(size, size))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    ticks = np.arange(len(class_names))
+    axes.set_xticks(ticks, labels=class_names, rotation=90)
+    axes.set_yticks(ticks, labels=class_names)
+    axes.set_xlabel("prediction")
+    axes.set_ylabel("ground truth")
+    axes.set_title("confusion matrix (normalised per ground-truth class)")
+    if len(class_names) <= 30:
+        for (row, col), value in np.ndenumerate(normalised):
+            axes.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                      color="white" if value > 0.5 else "black")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)

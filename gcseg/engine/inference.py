@@ -1,0 +1,172 @@
+"""Whole-image, sliding-window and test-time-augmented inference, and the reverse of the val
+transforms.
+
+:func:`infer_logits` is the one inference path used by evaluation, prediction and benchmarks.
+With ``tta_average="logits"`` it reproduces PaddleSeg's ``aug_inference``/``inference``: every
+view's logits are flipped back, resized to the input size and averaged, then ``trans_info`` is
+undone. ``tta_average="probs"`` averages softmax probabilities instead (MMSegmentation's habit).
+Sizes given as pairs (``crop_size``, ``stride``) are ``(width, height)``, as in PaddleSeg configs.
+"""
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import ContextManager, List, Optional, Sequence, Tuple, Union
+
+import paddle
+import paddle.nn.functional as F
+
+from gcseg.engine.amp import check_precision
+from gcseg.errors import DataError, UsageError
+
+Size = Tuple[int, int]
+Flip = Tuple[bool, bool]  # (horizontal, vertical)
+
+AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+TTA_AVERAGES = ("logits", "probs")
+
+
+def _pair(name: str, value: Optional[Sequence[int]]) -> Optional[Size]:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        value = (value, value)
+    if len(value) != 2 or any(int(v) <= 0 for v in value):
+        raise UsageError(f"{name} must be two positive integers (width height), got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How to turn one image into logits (PaddleSeg's runtime.yml ``test:`` keys + extras)."""
+
+    aug_eval: bool = False
+    scales: Union[float, Sequence[float]] = 1.0
+    flip_horizontal: bool = False
+    flip_vertical: bool = False
+    is_slide: bool = False
+    crop_size: Optional[Sequence[int]] = None
+    stride: Optional[Sequence[int]] = None
+    precision: str = "fp32"
+    tta_average: str = "logits"
+
+    def __post_init__(self) -> None:
+        scales = (self.scales,) if isinstance(self.scales, (int, float)) else self.scales
+        scales = tuple(float(s) for s in scales)
+        if not scales or any(s <= 0 for s in scales):
+            raise UsageError(f"scales must be positive numbers, got {self.scales!r}")
+        object.__setattr__(self, "scales", scales)
+        object.__setattr__(self, "crop_size", _pair("crop_size", self.crop_size))
+        object.__setattr__(self, "stride", _pair("stride", self.stride))
+        if self.is_slide and (self.crop_size is None or self.stride is None):
+            raise UsageError("is_slide needs crop_size and stride (width height)")
+        if self.is_slide and any(s > c for s, c in zip(self.stride, self.crop_size)):
+            raise UsageError(f"stride {self.stride} larger than crop_size {self.crop_size} "
+                             f"would leave pixels unpredicted")
+        if self.tta_average not in TTA_AVERAGES:
+            raise UsageError(f"tta_average must be logits or probs, got {self.tta_average!r}")
+        check_precision(self.precision, "O1")
+
+    def views(self) -> Tuple[Tuple[float, ...], List[Flip]]:
+        """The scales and flips to run; without ``aug_eval`` only the image itself."""
+        if not self.aug_eval:
+            return (1.0,), [(False, False)]
+        flips = [(False, False)]
+        if self.flip_horizontal:
+            flips.append((True, False))
+        if self.flip_vertical:
+            flips.append((False, True))
+            if self.flip_horizontal:
+                flips.append((True, True))
+        return self.scales, flips
+
+    def autocast(self) -> ContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return paddle.amp.auto_cast(dtype=AUTOCAST_DTYPES[self.precision], level="O1")
+
+
+def resize(x: paddle.Tensor, size: Sequence[int]) -> paddle.Tensor:
+    """Bilinear resize of ``[N, C, H, W]`` to ``size = (h, w)``; identity when already there."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=list(size), mode="bilinear", align_corners=False)
+
+
+def flip(x: paddle.Tensor, direction: Flip) -> paddle.Tensor:
+    axes = [axis for axis, on in zip((3, 2), direction) if on]
+    return paddle.flip(x, axis=axes) if axes else x
+
+
+def reverse_transform(logits: paddle.Tensor, trans_info: Sequence) -> paddle.Tensor:
+    """Map logits back to the label's resolution by undoing ``trans_info`` in reverse order."""
+    for op, (height, width) in reversed(list(trans_info)):
+        if op == "resize":
+            logits = resize(logits, (height, width))
+        elif op == "padding":
+            logits = logits[:, :, :height, :width]
+        else:
+            raise DataError(f"trans_info: unknown op {op!r} (expected resize or padding)")
+    return logits
+
+
+def window_origins(length: int, crop: int, stride: int) -> List[int]:
+    """Start offsets of the windows along one axis; the last one is clamped to the border."""
+    if length <= crop:
+        return [0]
+    count = math.ceil((length - crop) / stride) + 1
+    return [min(i * stride, length - crop) for i in range(count)]
+
+
+def model_logits(model: paddle.nn.Layer, images: paddle.Tensor) -> paddle.Tensor:
+    """The main head's logits ``[N, K, H, W]`` as float32."""
+    outputs = model(images)
+    if not isinstance(outputs, (list, tuple)):
+        raise TypeError(f"model must return a list of logits, got {type(outputs).__name__}")
+    return outputs[0].astype("float32")
+
+
+def slide_logits(model: paddle.nn.Layer, images: paddle.Tensor, crop_size: Size,
+                 stride: Size) -> paddle.Tensor:
+    """Average the logits of overlapping ``crop_size`` windows; accumulated on the device."""
+    batch, _, height, width = images.shape
+    (crop_w, crop_h), (stride_w, stride_h) = crop_size, stride
+    total, count = None, paddle.zeros([1, 1, height, width], dtype="float32")
+    for top in window_origins(height, crop_h, stride_h):
+        for left in window_origins(width, crop_w, stride_w):
+            bottom, right = min(top + crop_h, height), min(left + crop_w, width)
+            logits = model_logits(model, images[:, :, top:bottom, left:right])
+            if total is None:
+                total = paddle.zeros([batch, logits.shape[1], height, width], dtype="float32")
+            total[:, :, top:bottom, left:right] += logits
+            count[:, :, top:bottom, left:right] += 1
+    return total / count
+
+
+def _scale_logits(model: paddle.nn.Layer, image: paddle.Tensor, scale: float,
+                  flips: List[Flip], settings: InferenceSettings) -> paddle.Tensor:
+    """Sum over ``flips`` of one scale's logits, back at the input size: ``[1, K, H, W]``."""
+    height, width = image.shape[-2:]
+    scaled = resize(image, (int(height * scale + 0.5), int(width * scale + 0.5)))
+    batch = paddle.concat([flip(scaled, f) for f in flips], axis=0)  # [V, 3, h, w]
+    with settings.autocast():
+        if settings.is_slide:
+            logits = slide_logits(model, batch, settings.crop_size, settings.stride)
+        else:
+            logits = model_logits(model, batch)
+    views = paddle.concat([flip(view, f) for view, f in zip(logits.split(len(flips)), flips)])
+    views = resize(views, (height, width))  # [V, K, H, W]
+    if settings.tta_average == "probs":
+        views = F.softmax(views, axis=1)
+    return views.sum(axis=0, keepdim=True)
+
+
+@paddle.no_grad()
+def infer_logits(model: paddle.nn.Layer, image: paddle.Tensor, settings: InferenceSettings,
+                 trans_info: Optional[Sequence] = None) -> paddle.Tensor:
+    """Logits (or probabilities) ``[1, K, h, w]`` of ``image [1, 3, H, W]``, averaged over the
+    TTA views and mapped back through ``trans_info`` to the label's resolution."""
+    scales, flips = settings.views()
+    total = _scale_logits(model, image, scales[0], flips, settings)
+    for scale in scales[1:]:
+        total += _scale_logits(model, image, scale, flips, settings)
+    return reverse_transform(total / (len(scales) * len(flips)), trans_info or [])

@@ -1,0 +1,90 @@
+"""``predict(...)``: segment image files and save PaddleSeg-style results.
+
+For every image ``save_dir/pseudo_color_prediction/<name>.png`` holds the class ids as a
+palette PNG (the pixel values are class ids, shown in the dataset's colours) and
+``save_dir/added_prediction/<name>`` the colours blended over the image. An image that cannot
+be read is reported by path and skipped; the rest are still processed.
+"""
+import os
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import paddle
+from PIL import Image
+from tqdm import tqdm
+
+from gcseg.data.palettes import blend, colorize
+from gcseg.data.transforms import read_image
+from gcseg.engine.evaluator import eval_mode
+from gcseg.engine.inference import InferenceSettings, infer_logits
+from gcseg.errors import DataError, UsageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+PSEUDO_DIR = "pseudo_color_prediction"
+ADDED_DIR = "added_prediction"
+
+
+def collect_images(image_path: str) -> Tuple[List[str], Optional[str]]:
+    """Image files from a file, a directory (recursively) or a ``.txt`` list (one per line);
+    also the directory that output names are made relative to (None: use base names)."""
+    path = Path(image_path)
+    if path.is_dir():
+        images = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not images:
+            raise UsageError(f"--image_path {image_path}: no images in this directory")
+        return images, str(path)
+    if path.suffix.lower() == ".txt":
+        if not path.is_file():
+            raise UsageError(f"--image_path {image_path}: list file not found")
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [line.split()[0] for line in lines if line.strip()], None
+    return [str(path)], None
+
+
+def output_name(image: str, image_dir: Optional[str]) -> str:
+    return os.path.relpath(image, image_dir) if image_dir else os.path.basename(image)
+
+
+def save_prediction(pred: np.ndarray, image: np.ndarray, name: str, save_dir: str,
+                    palette: np.ndarray) -> None:
+    """``pred`` ``HW`` class ids, ``image`` ``HWC`` RGB of the same size."""
+    pseudo_path = os.path.join(save_dir, PSEUDO_DIR, os.path.splitext(name)[0] + ".png")
+    added_path = os.path.join(save_dir, ADDED_DIR, name)
+    for path in (pseudo_path, added_path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    pseudo = Image.fromarray(pred.astype(np.uint8), mode="P")
+    pseudo.putpalette(np.asarray(palette, dtype=np.uint8).flatten().tolist())
+    pseudo.save(pseudo_path)
+    added = blend(image.astype(np.uint8), colorize(pred, palette))
+    cv2.imwrite(added_path, cv2.cvtColor(added, cv2.COLOR_RGB2BGR))
+
+
+def _predict_one(model: paddle.nn.Layer, transforms: Callable, image_path: str,
+                 settings: InferenceSettings) -> np.ndarray:
+    data = transforms({"img": image_path, "trans_info": []})
+    image = paddle.to_tensor(data["img"]).unsqueeze(0)  # [1, 3, H, W]
+    logits = infer_logits(model, image, settings, data["trans_info"])
+    return logits.argmax(axis=1)[0].numpy()
+
+
+def predict(model: paddle.nn.Layer, transforms: Callable, image_list: Sequence[str],
+            save_dir: str, *, palette: np.ndarray, image_dir: Optional[str] = None,
+            **settings) -> List[Tuple[str, str]]:
+    """Segment every image of ``image_list`` with ``transforms`` (the val dataset's Compose) and
+    ``settings`` (the keyword arguments of :class:`InferenceSettings`); returns the images that
+    failed as ``(path, reason)``, after processing all the others."""
+    inference = InferenceSettings(**settings)
+    failed = []
+    with eval_mode(model):
+        for image_path in tqdm(image_list, desc="predict", unit="img", dynamic_ncols=True):
+            try:
+                pred = _predict_one(model, transforms, image_path, inference)
+                image = read_image(image_path)
+            except DataError as error:
+                tqdm.write(f"skipped: {error}")
+                failed.append((image_path, str(error)))
+                continue
+            save_prediction(pred, image, output_name(image_path, image_dir), save_dir, palette)
+    return failed

@@ -1,0 +1,356 @@
+"""The training loop: a short step plus periodic hooks (logging, checkpoints, evaluation).
+
+``train(cfg, **settings)`` is the library entry point behind ``scripts/train.py``. The
+:class:`Trainer` owns model, optimizer, data stream and hooks; :meth:`Trainer.run_step` is the
+whole of one iteration (forward, loss, backward, optimizer and lr step). Everything periodic is
+a small :class:`Hook`. Runs are reproducible and resumable exactly: the data order depends on
+``(seed, epoch)``, augmentation on ``(seed, epoch, idx)``, and Paddle's generator (dropout) is
+reseeded from ``(seed, iter, rank)`` before every step.
+"""
+import dataclasses
+import logging
+import math
+import random
+import signal
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import paddle
+
+from gcseg.data.loader import TrainLoader
+from gcseg.engine.amp import Precision
+from gcseg.engine.checkpoint import Checkpointer
+from gcseg.engine.distributed import (data_parallel, get_rank, get_world_size,
+                                      is_main_process, sync_batch_norm)
+from gcseg.engine.evaluator import evaluate, summary_line
+from gcseg.engine.vdl import PANEL_TAG, VdlWriter, eval_scalars, prediction_panel
+from gcseg.errors import TrainingError, UsageError
+from gcseg.losses import combine
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SEED = 0
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    """The run settings (PaddleSeg's tools/train.py flags / runtime.yml ``train:`` keys)."""
+
+    save_dir: str = "./output"
+    do_eval: bool = False
+    resume_model: Optional[str] = None
+    save_interval: int = 1000
+    log_iters: int = 10
+    keep_checkpoint_max: int = 5
+    seed: Optional[int] = None
+    precision: str = "fp32"
+    amp_level: str = "O1"
+    use_vdl: bool = False
+    num_workers: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: Any, **overrides: Any) -> "TrainSettings":
+        """The config's ``train:`` / ``global:`` sections, overridden by non-None values."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise UsageError(f"train(): unknown setting(s) {', '.join(unknown)} "
+                             f"(accepted: {', '.join(sorted(names))})")
+        values = {**cfg.runtime("global"), **cfg.runtime("train")}
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        settings = cls(**{name: values[name] for name in names if name in values})
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        for name in ("save_interval", "log_iters"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise UsageError(f"--{name}: expected a positive integer, got {value!r}")
+        for name in ("keep_checkpoint_max", "num_workers"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise UsageError(f"--{name}: expected an integer >= 0, got {getattr(self, name)!r}")
+
+
+@dataclasses.dataclass
+class StepResult:
+    losses: List[float]  # per head, weighted by coef
+    lr: float
+    reader_cost: float = 0.0
+    batch_cost: float = 0.0
+    batch_size: int = 0
+
+    @property
+    def loss(self) -> float:
+        return sum(self.losses)
+
+
+def step_seed(seed: int, iteration: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, iteration, rank]).generate_state(1)[0])
+
+
+def non_finite_error(iteration: int, losses: List[float],
+                     last_checkpoint: Optional[str]) -> TrainingError:
+    heads = ", ".join(f"loss_{i} {value:.6g}" for i, value in enumerate(losses))
+    return TrainingError(f"iter {iteration}: loss is {sum(losses)} ({heads}); training stopped "
+                         f"before updating the weights; last checkpoint: "
+                         f"{last_checkpoint or 'none'}")
+
+
+class StopSignals:
+    """Turns SIGINT/SIGTERM into a request to stop after the current step (then checkpoint)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        self._previous: Dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+
+    def __enter__(self) -> "StopSignals":
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def exit_after_save(self, iteration: int) -> None:
+        """Leave the way the signal would have: KeyboardInterrupt, or exit code 128 + signum."""
+        if self.received is None:
+            return
+        logger.info("stopped by %s at iter %d", signal.Signals(self.received).name, iteration)
+        if self.received == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + self.received)
+
+
+# ----------------------------------------------------------------------------- hooks
+class Hook:
+    """Something done now and then: after a step, and once at the end of training."""
+
+    def after_step(self, trainer: "Trainer", step: StepResult) -> None:
+        """Called after every step."""
+
+    def after_train(self, trainer: "Trainer") -> None:
+        """Called once when the loop ends (done or stopped by a signal)."""
+
+
+class LogHook(Hook):
+    """One ``[TRAIN]`` line every ``log_iters`` steps (averages since the last line), also to
+    VisualDL."""
+
+    def __init__(self, log_iters: int, vdl: Optional[VdlWriter]) -> None:
+        self.log_iters, self.vdl = log_iters, vdl
+        self.window: List[StepResult] = []
+
+    def after_step(self, trainer: "Trainer", step: StepResult) -> None:
+        self.window.append(step)
+        if trainer.iter % self.log_iters == 0:
+            self.log(trainer)
+
+    def log(self, trainer: "Trainer") -> None:
+        count = len(self.window)
+        losses = np.mean([s.losses for s in self.window], axis=0).tolist()
+        batch_cost = sum(s.batch_cost for s in self.window) / count
+        reader_cost = sum(s.reader_cost for s in self.window) / count
+        ips = sum(s.batch_size for s in self.window) / max(batch_cost * count, 1e-12)
+        lr, heads = self.window[-1].lr, ", ".join(f"loss_{i} {v:.4f}" for i, v in enumerate(losses))
+        eta = time.strftime("%H:%M:%S", time.gmtime(batch_cost * (trainer.iters - trainer.iter)))
+        logger.info("[TRAIN] epoch: %d, iter: %d/%d, loss: %.4f (%s), lr: %.6f, batch_cost: %.4f, "
+                    "reader_cost: %.5f, ips: %.4f samples/sec | ETA %s", trainer.epoch,
+                    trainer.iter, trainer.iters, sum(losses), heads, lr, batch_cost, reader_cost,
+                    ips, eta)
+        if self.vdl is not None:
+            scalars = {"Train/loss": sum(losses), "Train/lr": lr, "Train/batch_cost": batch_cost,
+                       "Train/reader_cost": reader_cost}
+            if len(losses) > 1:
+                scalars.update({f"Train/loss_{i}": v for i, v in enumerate(losses)})
+            self.vdl.scalars(scalars, trainer.iter)
+        self.window = []
+
+
+class CheckpointHook(Hook):
+    """``iter_<N>`` every ``save_interval`` steps and at the end (also after a stop signal)."""
+
+    def __init__(self, checkpointer: Checkpointer, save_interval: int) -> None:
+        self.checkpointer, self.save_interval = checkpointer, save_interval
+        self.saved_iter = -1
+
+    def save(self, trainer: "Trainer") -> None:
+        self.checkpointer.save(trainer.iter, trainer.train_state())
+        self.saved_iter = trainer.iter
+
+    def after_step(self, trainer: "Trainer", step: StepResult) -> None:
+        if trainer.iter % self.save_interval == 0:
+            self.save(trainer)
+
+    def after_train(self, trainer: "Trainer") -> None:
+        if self.saved_iter != trainer.iter:
+            self.save(trainer)
+
+
+class EvalHook(Hook):
+    """Evaluate every ``save_interval`` steps (on every rank: each takes a shard); the main
+    process logs, updates ``best_model`` and writes VisualDL."""
+
+    def __init__(self, dataset: Any, save_interval: int, checkpointer: Checkpointer,
+                 vdl: Optional[VdlWriter], num_workers: int) -> None:
+        self.dataset, self.save_interval = dataset, save_interval
+        self.checkpointer, self.vdl, self.num_workers = checkpointer, vdl, num_workers
+        self.last_results: Optional[Dict[str, Any]] = None
+
+    def after_step(self, trainer: "Trainer", step: StepResult) -> None:
+        if trainer.iter % self.save_interval:
+            return
+        results = evaluate(trainer.model, self.dataset, num_workers=self.num_workers,
+                           print_detail=False)
+        self.last_results = results
+        if not is_main_process():
+            return
+        logger.info(summary_line(results))
+        self.checkpointer.save_best(trainer.iter, results["mIoU"])
+        best = self.checkpointer.best()
+        logger.info("[EVAL] the best model so far: mIoU %.4f at iter %d", best["mIoU"], best["iter"])
+        if self.vdl is not None:
+            self.vdl.scalars(eval_scalars(results), trainer.iter)
+            self.vdl.image(PANEL_TAG, prediction_panel(trainer.model, self.dataset), trainer.iter)
+
+
+class VdlCloseHook(Hook):
+    def __init__(self, vdl: VdlWriter) -> None:
+        self.vdl = vdl
+
+    def after_train(self, trainer: "Trainer") -> None:
+        self.vdl.close()
+
+
+# ----------------------------------------------------------------------------- the loop
+def check_datasets(cfg: Any, do_eval: bool) -> None:
+    """Cheap consistency checks before the first step (the constructors check the files)."""
+    train_classes = cfg.train_dataset.num_classes
+    if not do_eval:
+        return
+    if not cfg.has_val_dataset:
+        raise UsageError(f"--do_eval: {cfg.path} has no val_dataset section")
+    val_classes = cfg.val_dataset.num_classes
+    if val_classes != train_classes:
+        raise UsageError(f"{cfg.path}: val_dataset has {val_classes} classes, train_dataset "
+                         f"{train_classes}")
+
+
+class Trainer:
+    """Model, optimizer, data stream and hooks of one run; :meth:`train` runs it."""
+
+    def __init__(self, cfg: Any, settings: TrainSettings) -> None:
+        self.cfg, self.settings = cfg, settings
+        self.rank, self.world_size = get_rank(), get_world_size()
+        self.seed = DEFAULT_SEED if settings.seed is None else settings.seed
+        seed_everything(self.seed)
+        check_datasets(cfg, settings.do_eval)
+        self.precision = Precision(settings.precision, settings.amp_level)
+        model, self.optimizer = self.precision.decorate(sync_batch_norm(cfg.model), cfg.optimizer)
+        self.model, self.lr_scheduler, self.loss_cfg = model, cfg.lr_scheduler, cfg.loss
+        self.iters, self.batch_size = cfg.iters, cfg.batch_size
+        self.checkpointer = Checkpointer(settings.save_dir, model, self.optimizer,
+                                         keep_checkpoint_max=settings.keep_checkpoint_max,
+                                         enabled=is_main_process())
+        self.iter, position = self.resume(settings.resume_model)
+        self.network = data_parallel(model)
+        cfg.train_dataset.seed = self.seed
+        self.loader = TrainLoader(cfg.train_dataset, self.batch_size, self.seed,
+                                  num_workers=settings.num_workers, rank=self.rank,
+                                  world_size=self.world_size, start=position)
+        self.hooks = self.build_hooks()
+
+    def resume(self, directory: Optional[str]) -> tuple:
+        """``(iter, data position)`` of ``directory`` after restoring it, or a fresh start."""
+        if not directory:
+            return 0, (0, 0)
+        state = self.checkpointer.load(directory)
+        self.precision.set_state_dict(state.get("amp", {}))
+        if is_main_process():
+            logger.info("resumed from %s at iter %d", directory, state["iter"])
+        return state["iter"], tuple(state.get("position", (0, state["iter"])))
+
+    def build_hooks(self) -> List[Hook]:
+        settings, main = self.settings, is_main_process()
+        vdl = VdlWriter(settings.save_dir) if settings.use_vdl and main else None
+        hooks: List[Hook] = [LogHook(settings.log_iters, vdl)] if main else []
+        hooks.append(CheckpointHook(self.checkpointer, settings.save_interval))
+        if settings.do_eval:
+            hooks.append(EvalHook(self.cfg.val_dataset, settings.save_interval,
+                                  self.checkpointer, vdl, settings.num_workers))
+        return hooks + ([VdlCloseHook(vdl)] if vdl is not None else [])
+
+    @property
+    def epoch(self) -> int:
+        """1-based epoch of the latest step."""
+        return (self.iter - 1) // self.loader.batches_per_epoch + 1
+
+    def train_state(self) -> Dict[str, Any]:
+        """What a checkpoint holds beyond weights and optimizer (see Checkpointer)."""
+        return {"position": self.loader.position, "seed": self.seed,
+                "amp": self.precision.state_dict()}
+
+    def last_checkpoint(self) -> Optional[str]:
+        found = self.checkpointer.checkpoints()
+        return found[-1] if found else None
+
+    def run_step(self, images: paddle.Tensor, labels: paddle.Tensor) -> StepResult:
+        """One iteration: forward, loss, (finite check), backward, optimizer and lr step."""
+        paddle.seed(step_seed(self.seed, self.iter, self.rank))
+        with self.precision.autocast():
+            logits_list = self.network(images)  # [main, aux], each [N, K, H, W]
+            total, per_head = combine(logits_list, labels, self.loss_cfg)
+        losses = [float(loss) for loss in per_head]
+        if not all(math.isfinite(value) for value in losses):
+            raise non_finite_error(self.iter, losses, self.last_checkpoint())
+        lr = self.optimizer.get_lr()
+        self.precision.backward_and_step(total, self.optimizer)
+        self.lr_scheduler.step()
+        return StepResult(losses, lr, batch_size=int(images.shape[0]) * self.world_size)
+
+    def train(self) -> Dict[str, Any]:
+        """Run from the current iteration to ``iters``; returns a summary of the run."""
+        self.model.train()
+        batches = iter(self.loader)
+        with StopSignals() as stop:
+            while self.iter < self.iters and stop.received is None:
+                start = time.perf_counter()
+                images, labels = next(batches)
+                reader_cost = time.perf_counter() - start
+                self.iter += 1
+                step = self.run_step(images, labels)
+                step.reader_cost, step.batch_cost = reader_cost, time.perf_counter() - start
+                for hook in self.hooks:
+                    hook.after_step(self, step)
+            for hook in self.hooks:
+                hook.after_train(self)
+            stop.exit_after_save(self.iter)
+        return self.summary()
+
+    def summary(self) -> Dict[str, Any]:
+        evals = [hook.last_results for hook in self.hooks if isinstance(hook, EvalHook)]
+        return {"iter": self.iter, "save_dir": self.settings.save_dir,
+                "last_checkpoint": self.last_checkpoint(), "best": self.checkpointer.best(),
+                "last_eval": evals[0] if evals else None}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Paddle, numpy and Python's random (model initialisation, host-side draws)."""
+    paddle.seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def train(cfg: Any, **settings: Any) -> Dict[str, Any]:
+    """Train ``cfg``'s model. ``settings`` are :class:`TrainSettings` fields; unset (or None)
+    ones come from the config's ``train:`` / ``global:`` sections (PaddleSeg's runtime.yml).
+
+    Returns ``{"iter", "save_dir", "last_checkpoint", "best", "last_eval"}``.
+    """
+    return Trainer(cfg, TrainSettings.from_config(cfg, **settings)).train()

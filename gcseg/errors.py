@@ -1,0 +1,30 @@
+"""The error types users see.
+
+Every mistake a user can make (a config, a data file, a checkpoint, a command-line flag) raises a
+subclass of :class:`GcsegError` whose message is one line naming the file, key or value and what
+was expected. The scripts print that line and exit with code 2 (see :mod:`gcseg.cli`).
+"""
+
+
+class GcsegError(Exception):
+    """Base of every user-facing gcseg error."""
+
+
+class ConfigError(GcsegError):
+    """A YAML config (or an --opts override) is wrong: unknown type, missing key, bad value."""
+
+
+class DataError(GcsegError):
+    """A dataset file is missing, unreadable or inconsistent with its label."""
+
+
+class CheckpointError(GcsegError):
+    """A weights/checkpoint file is missing, corrupt or does not fit the model."""
+
+
+class UsageError(GcsegError):
+    """A command-line flag has an invalid value."""
+
+
+class TrainingError(GcsegError):
+    """Training cannot go on (non-finite loss, out of memory, disk full)."""

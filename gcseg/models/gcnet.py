@@ -1,0 +1,150 @@
+"""GCNet (Cao et al., "GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond").
+
+The head refines the last backbone stage with a global-context block: one attention map over
+all positions pools the features into a single context vector, a bottleneck transform turns it
+into a per-channel offset, and that offset is added to every position. Parameter names equal
+PaddleSeg's ``GCNet`` (``head.gc_block.channel_add_conv.{0,1,3}``, ``head.auxlayer.*``).
+"""
+from typing import List, Optional, Sequence
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from gcseg.errors import ConfigError
+from gcseg.models.layers import ConvBNReLU, resize
+from gcseg.models.weights import load_weights
+from gcseg.registry import MODELS
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of a ``[N, C, 1, 1]`` tensor.
+
+    Same parameters (``weight``/``bias`` of shape ``[C]``) and the same result as
+    ``nn.LayerNorm([C, 1, 1])``, but normalises the *last* axis of a ``[N, 1, 1, C]`` view:
+    Paddle Inference's oneDNN LayerNorm only accepts the last axis.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        # with 1x1 spatial size [N, C, 1, 1] and [N, 1, 1, C] share one memory layout
+        y = super().forward(paddle.reshape(x, [0, 1, 1, -1]))
+        return paddle.reshape(y, [0, -1, 1, 1])
+
+
+class GlobalContextBlock(nn.Layer):
+    """``x + transform(context(x))`` with a softmax attention over all ``H*W`` positions.
+
+    ``transform`` is 1x1 conv -> LayerNorm -> ReLU -> 1x1 conv through ``in_channels * ratio``
+    channels. Initialisation is Paddle's default, as in PaddleSeg. (mmcv's ``ContextBlock``
+    zero-initialises the last conv so the block starts as the identity; to get that when
+    training from scratch, set ``channel_add_conv[3].weight`` and ``.bias`` to zero.)
+    """
+
+    def __init__(self, in_channels: int, ratio: float) -> None:
+        super().__init__()
+        inter_channels = int(in_channels * ratio)
+        self.conv_mask = nn.Conv2D(in_channels, 1, 1)
+        self.channel_add_conv = nn.Sequential(
+            nn.Conv2D(in_channels, inter_channels, 1),
+            ChannelLayerNorm(inter_channels),
+            nn.ReLU(),
+            nn.Conv2D(inter_channels, in_channels, 1))
+
+    def context(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Attention-weighted sum of the features over all positions: ``[N, C, 1, 1]``."""
+        features = paddle.reshape(x, [0, 0, -1])  # [N, C, H*W]
+        mask = paddle.reshape(self.conv_mask(x), [0, 1, -1])  # [N, 1, H*W]
+        mask = F.softmax(mask, axis=-1)
+        context = paddle.matmul(features, mask, transpose_y=True)  # [N, C, 1]
+        return paddle.unsqueeze(context, axis=-1)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return x + self.channel_add_conv(self.context(x))
+
+
+class AuxHead(nn.Layer):
+    """FCN auxiliary head: 3x3 ConvBNReLU, dropout, 1x1 classifier (PaddleSeg's AuxLayer)."""
+
+    def __init__(self, in_channels: int, inter_channels: int, num_classes: int,
+                 dropout_prob: float = 0.1) -> None:
+        super().__init__()
+        self.conv_bn_relu = ConvBNReLU(in_channels, inter_channels, 3, padding=1)
+        self.dropout = nn.Dropout(p=dropout_prob)
+        self.conv = nn.Conv2D(inter_channels, num_classes, 1)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.conv(self.dropout(self.conv_bn_relu(x)))
+
+
+class GCNetHead(nn.Layer):
+    """GC head on ``features[backbone_indices[1]]``, auxiliary head on ``[backbone_indices[0]]``.
+
+    Returns ``[main]`` or, in training with the auxiliary head enabled, ``[main, aux]`` logits
+    at feature resolution.
+    """
+
+    def __init__(self, num_classes: int, backbone_indices: Sequence[int],
+                 backbone_channels: Sequence[int], gc_channels: int, ratio: float,
+                 enable_auxiliary_loss: bool = True) -> None:
+        super().__init__()
+        in_channels = backbone_channels[1]
+        self.backbone_indices = list(backbone_indices)
+        self.enable_auxiliary_loss = enable_auxiliary_loss
+        self.conv_bn_relu1 = ConvBNReLU(in_channels, gc_channels, 3, padding=1)
+        self.gc_block = GlobalContextBlock(gc_channels, ratio)
+        self.conv_bn_relu2 = ConvBNReLU(gc_channels, gc_channels, 3, padding=1)
+        self.conv_bn_relu3 = ConvBNReLU(in_channels + gc_channels, gc_channels, 3, padding=1)
+        self.dropout = nn.Dropout(p=0.1)
+        self.conv = nn.Conv2D(gc_channels, num_classes, 1)
+        if enable_auxiliary_loss:
+            self.auxlayer = AuxHead(backbone_channels[0], backbone_channels[0] // 4, num_classes)
+
+    def forward(self, features: List[paddle.Tensor]) -> List[paddle.Tensor]:
+        x = features[self.backbone_indices[1]]
+        context = self.conv_bn_relu2(self.gc_block(self.conv_bn_relu1(x)))
+        fused = self.conv_bn_relu3(paddle.concat([x, context], axis=1))
+        logits = [self.conv(self.dropout(fused))]
+        if self.enable_auxiliary_loss and self.training:
+            logits.append(self.auxlayer(features[self.backbone_indices[0]]))
+        return logits
+
+
+def _check_indices(backbone_indices: Sequence[int], feat_channels: Sequence[int]) -> None:
+    n = len(feat_channels)
+    if (not isinstance(backbone_indices, (list, tuple)) or len(backbone_indices) != 2
+            or not all(isinstance(i, int) and -n <= i < n for i in backbone_indices)):
+        raise ConfigError(f"model backbone_indices={backbone_indices!r}: expected two indices "
+                          f"into the backbone's {n} feature maps, e.g. [2, 3]")
+
+
+@MODELS.register
+class GCNet(nn.Layer):
+    """Backbone + GCNet head; logits bilinearly resized to the input size.
+
+    ``forward(x)`` returns ``[main, aux]`` in training (``aux`` only with
+    ``enable_auxiliary_loss``) and ``[main]`` in eval, each ``[N, num_classes, H, W]``.
+    ``pretrained`` is a whole-model checkpoint (file or URL) with PaddleSeg's keys.
+    """
+
+    def __init__(self, num_classes: int, backbone: nn.Layer,
+                 backbone_indices: Sequence[int] = (2, 3), gc_channels: int = 512,
+                 ratio: float = 0.25, enable_auxiliary_loss: bool = True,
+                 align_corners: bool = False, pretrained: Optional[str] = None) -> None:
+        super().__init__()
+        _check_indices(backbone_indices, backbone.feat_channels)
+        self.num_classes = num_classes
+        self.align_corners = align_corners
+        self.backbone = backbone
+        self.head = GCNetHead(num_classes, backbone_indices,
+                              [backbone.feat_channels[i] for i in backbone_indices],
+                              gc_channels, ratio, enable_auxiliary_loss)
+        if pretrained:
+            load_weights(self, pretrained, what="model")
+
+    def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
+        size = paddle.shape(x)[2:]
+        logits = self.head(self.backbone(x))
+        return [resize(logit, size, self.align_corners) for logit in logits]

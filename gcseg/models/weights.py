@@ -1,0 +1,252 @@
+"""The one place that reads, writes and fetches model weights.
+
+Formats are chosen by extension: ``.pdparams`` (Paddle's pickle, PaddleSeg's checkpoints) and
+``.safetensors``. ``pretrained:`` values may be URLs; they are downloaded once into
+``$GCSEG_HOME/pretrained`` (default ``~/.cache/gcseg/pretrained``), and PaddleSeg's ImageNet
+``.tar.gz`` archives are unpacked there.
+"""
+import hashlib
+import http.client
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from typing import Dict, List, Mapping, Union
+from urllib.parse import urlparse
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+from safetensors.numpy import load_file, save_file
+from tqdm import tqdm
+
+from gcseg.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_EXTENSIONS = (".pdparams", ".safetensors")
+_ARCHIVE_EXTENSIONS = (".tar.gz", ".tgz", ".tar")
+_SHOWN_KEYS = 3
+
+
+def _extension(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in WEIGHT_EXTENSIONS:
+        raise CheckpointError(f"{path}: unsupported weights format '{ext}'; expected "
+                              f"{' or '.join(WEIGHT_EXTENSIONS)}")
+    return ext
+
+
+def _to_numpy(value: object) -> np.ndarray:
+    return value.numpy() if isinstance(value, paddle.Tensor) else np.asarray(value)
+
+
+def load_state_dict_file(path: str) -> Dict[str, np.ndarray]:
+    """Read a ``.pdparams`` or ``.safetensors`` file into ``{key: array}``.
+
+    Entries that are not arrays (old Paddle files carry a ``StructuredToParameterName@@``
+    table) are dropped.
+    """
+    ext = _extension(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        if ext == ".safetensors":
+            raw = load_file(path)
+        else:
+            raw = paddle.load(path, return_numpy=True)
+    except Exception as exc:  # the readers raise many types for truncated/corrupt files
+        raise CheckpointError(f"{path}: cannot read weights, the file is truncated or corrupt "
+                              f"({type(exc).__name__}: {str(exc)[:120]})") from exc
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of tensors, got {type(raw).__name__}")
+    state = {key: _to_numpy(value) for key, value in raw.items()
+             if isinstance(value, (np.ndarray, paddle.Tensor))}
+    if not state:
+        raise CheckpointError(f"{path}: the file holds no tensors")
+    return state
+
+
+def save_weights(state_dict_or_layer: Union[nn.Layer, Mapping], path: str) -> None:
+    """Write weights to ``path`` (format by extension) atomically: a crash leaves no half file."""
+    ext = _extension(path)
+    state = (state_dict_or_layer.state_dict() if isinstance(state_dict_or_layer, nn.Layer)
+             else state_dict_or_layer)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=directory)
+    os.close(fd)
+    try:
+        if ext == ".safetensors":
+            save_file({k: np.ascontiguousarray(_to_numpy(v)) for k, v in state.items()}, tmp)
+        else:
+            paddle.save(dict(state), tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _shape(shape: object) -> str:
+    return "[" + ",".join(str(int(d)) for d in shape) + "]"
+
+
+def _strip_backbone_prefix(state: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Let a whole-model checkpoint serve as backbone weights (``backbone.x`` -> ``x``)."""
+    prefix = "backbone."
+    if not any(key.startswith(prefix) for key in state):
+        return state
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+
+
+def _shape_mismatches(layer: nn.Layer, state: Mapping[str, np.ndarray],
+                      model_state: Mapping[str, paddle.Tensor]) -> List[str]:
+    num_classes = getattr(layer, "num_classes", None)
+    found = []
+    for key, tensor in model_state.items():
+        if key not in state or list(state[key].shape) == list(tensor.shape):
+            continue
+        ours, theirs = list(tensor.shape), list(state[key].shape)
+        hint = (" (different number of classes?)"
+                if ours[0] == num_classes and ours[1:] == theirs[1:] else "")
+        found.append(f"{key}: checkpoint {_shape(theirs)} vs model {_shape(ours)}{hint}")
+    return found
+
+
+def _first(items: List[str]) -> str:
+    more = f" (+{len(items) - _SHOWN_KEYS} more)" if len(items) > _SHOWN_KEYS else ""
+    return ", ".join(items[:_SHOWN_KEYS]) + more
+
+
+def _check_keys(layer: nn.Layer, state: Mapping[str, np.ndarray],
+                model_state: Mapping[str, paddle.Tensor], what: str, source: str) -> None:
+    mismatched = _shape_mismatches(layer, state, model_state)
+    if mismatched:
+        raise CheckpointError(f"{source}: {len(mismatched)} tensors do not fit the {what}: "
+                              f"{_first(mismatched)}")
+    missing = [key for key in model_state if key not in state]
+    if missing:
+        raise CheckpointError(f"{source}: {len(missing)} {what} tensors are missing from the "
+                              f"checkpoint: {_first(missing)}")
+    unexpected = [key for key in state if key not in model_state]
+    if unexpected and what == "model":
+        raise CheckpointError(f"{source}: {len(unexpected)} checkpoint tensors do not belong "
+                              f"to the model: {_first(unexpected)}")
+    if unexpected:
+        logger.info("%s: skipped %d tensors that are not part of the %s (%s)",
+                    source, len(unexpected), what, _first(unexpected))
+
+
+def load_weights(layer: nn.Layer, path_or_url: str, *, what: str = "model") -> None:
+    """Load a checkpoint into ``layer``, requiring every key of ``layer`` with its shape.
+
+    ``what="model"``: the checkpoint must hold exactly the layer's keys. ``what="backbone"``:
+    extra entries (an ImageNet classifier ``fc``, or a whole model's head when the keys carry a
+    ``backbone.`` prefix) are skipped and counted in the log.
+    """
+    if what not in ("model", "backbone"):
+        raise ValueError(f"what must be 'model' or 'backbone', got {what!r}")
+    path = resolve_pretrained(path_or_url)
+    state = load_state_dict_file(path)
+    if what == "backbone":
+        state = _strip_backbone_prefix(state)
+    model_state = layer.state_dict()
+    _check_keys(layer, state, model_state, what, path)
+    layer.set_state_dict({key: state[key].astype(_numpy_dtype(tensor), copy=False)
+                          for key, tensor in model_state.items()})
+    logger.info("loaded %d tensors into the %s from %s", len(model_state), what, path)
+
+
+def _numpy_dtype(tensor: paddle.Tensor) -> np.dtype:
+    # str(dtype) is 'paddle.float32' on Paddle 2.6 and 3.x alike
+    return np.dtype(str(tensor.dtype).split(".")[-1])
+
+
+def cache_dir() -> str:
+    """Where downloaded weights live: ``$GCSEG_HOME/pretrained`` or ``~/.cache/gcseg/...``."""
+    home = os.environ.get("GCSEG_HOME") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                        "gcseg")
+    return os.path.join(home, "pretrained")
+
+
+def resolve_pretrained(path_or_url: str) -> str:
+    """Return a local weights file for a path (checked) or a URL (downloaded once, cached)."""
+    if urlparse(path_or_url).scheme not in ("http", "https"):
+        if not os.path.exists(path_or_url):
+            raise CheckpointError(f"pretrained weights not found: {path_or_url}")
+        return path_or_url
+    name = os.path.basename(urlparse(path_or_url).path) or "weights"
+    digest = hashlib.sha256(path_or_url.encode()).hexdigest()[:10]
+    target = os.path.join(cache_dir(), f"{_strip_archive_ext(name)}-{digest}")
+    if not os.path.isdir(target):
+        _download_into(path_or_url, name, target)
+    return _find_weights(target, path_or_url)
+
+
+def _strip_archive_ext(name: str) -> str:
+    for ext in _ARCHIVE_EXTENSIONS + WEIGHT_EXTENSIONS:
+        if name.lower().endswith(ext):
+            return name[:-len(ext)]
+    return name
+
+
+def _download_into(url: str, name: str, target: str) -> None:
+    """Download ``url`` (unpacking an archive) into a temp dir, then rename it to ``target``."""
+    os.makedirs(cache_dir(), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir())
+    try:
+        file_path = os.path.join(staging, name)
+        _fetch(url, file_path)
+        if name.lower().endswith(_ARCHIVE_EXTENSIONS):
+            _unpack(file_path, staging, url)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not os.path.isdir(target):  # not just another process finishing first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fetch(url: str, file_path: str) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(file_path, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(file_path),
+                      leave=False) as bar:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        if isinstance(exc, urllib.error.HTTPError):
+            reason = f"HTTP {exc.code} {exc.reason}"
+        else:
+            reason = getattr(exc, "reason", None) or exc
+        raise CheckpointError(
+            f"cannot download {url} ({reason}); fetch it on a machine with internet access "
+            f"and pass the local file via `pretrained: /path/to/model.pdparams`") from exc
+
+
+def _unpack(archive: str, destination: str, url: str) -> None:
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(destination, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise CheckpointError(f"{url}: the downloaded archive is corrupt ({exc})") from exc
+    os.remove(archive)
+
+
+def _find_weights(directory: str, url: str) -> str:
+    """The weights file in a cache entry: ``model.pdparams`` if present, else the only one."""
+    found = sorted(os.path.join(root, file) for root, _, files in os.walk(directory)
+                   for file in files if file.lower().endswith(WEIGHT_EXTENSIONS))
+    preferred = [path for path in found if os.path.basename(path) == "model.pdparams"]
+    if len(preferred) == 1:
+        return preferred[0]
+    if len(found) == 1:
+        return found[0]
+    raise CheckpointError(f"{url}: expected one .pdparams/.safetensors file in the download "
+                          f"(cached in {directory}), found {len(found)}")

@@ -1,0 +1,329 @@
+"""The config system: PaddleSeg-format YAML, ``_base_`` inheritance, ``--opts``, runtime defaults,
+building by ``type:``, and one-line ConfigErrors naming the file and the dotted key."""
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gcseg.config import Config, load_yaml_with_bases
+from gcseg.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+PADDLESEG_CONFIGS = Path(__file__).parent / "fixtures" / "paddleseg_configs" / "configs"
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def paddleseg_merge(path: Path) -> dict:
+    """PaddleSeg 2.8's own reading of a config file with its bases (the oracle)."""
+    oracle = pytest.importorskip("paddleseg.cvlibs.config")
+    return oracle.parse_from_yaml(str(path))
+
+
+def config_error(path, opts=None) -> str:
+    with pytest.raises(ConfigError) as info:
+        cfg = Config(path, opts)
+        for key in ("model", "loss", "train_dataset"):  # components are built on first access
+            if key in cfg.dic:
+                getattr(cfg, key)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+# ----------------------------------------------------------------------------- _base_
+def test_base_as_string_inherits_and_child_wins(tmp_path):
+    write(tmp_path, "base.yml", "batch_size: 2\niters: 100\n")
+    child = write(tmp_path, "child.yml", "_base_: base.yml\niters: 50\n")
+    assert load_yaml_with_bases(child) == {"batch_size": 2, "iters": 50}
+
+
+def test_base_as_list_earlier_base_wins_as_in_paddleseg(tmp_path):
+    write(tmp_path, "a.yml", "batch_size: 1\nmodel: {type: A, x: 1}\n")
+    write(tmp_path, "b.yml", "batch_size: 2\niters: 7\nmodel: {type: B, y: 2}\n")
+    child = write(tmp_path, "child.yml", "_base_: [a.yml, b.yml]\n")
+    merged = load_yaml_with_bases(child)
+    assert merged == {"batch_size": 1, "iters": 7, "model": {"type": "A", "x": 1, "y": 2}}
+    assert merged == paddleseg_merge(child)
+
+
+def test_base_recursive_relative_to_each_file(tmp_path):
+    write(tmp_path, "_base_/data.yml", "train_dataset: {type: Cityscapes, mode: train}\n")
+    write(tmp_path, "_base_/dataset_aug.yml",
+          "_base_: data.yml\ntrain_dataset: {mode: trainaug}\n")
+    write(tmp_path, "models/r50.yml", "_base_: ../_base_/dataset_aug.yml\niters: 10\n")
+    r101 = write(tmp_path, "models/r101.yml", "_base_: ./r50.yml\nbatch_size: 3\n")
+    merged = load_yaml_with_bases(r101)
+    assert merged == {"train_dataset": {"type": "Cityscapes", "mode": "trainaug"},
+                      "iters": 10, "batch_size": 3}
+    assert merged == paddleseg_merge(r101)
+
+
+def test_nested_dicts_merge_key_by_key_and_lists_are_replaced(tmp_path):
+    write(tmp_path, "base.yml", """\
+        model:
+          backbone: {type: ResNet50_vd, output_stride: 8, pretrained: url}
+          gc_channels: 512
+        loss: {types: [{type: CrossEntropyLoss}], coef: [1]}
+        """)
+    child = write(tmp_path, "child.yml", """\
+        _base_: base.yml
+        model:
+          backbone: {type: ResNet101_vd}
+        loss: {coef: [1, 0.4]}
+        """)
+    merged = load_yaml_with_bases(child)
+    assert merged["model"] == {"backbone": {"type": "ResNet101_vd", "output_stride": 8,
+                                            "pretrained": "url"}, "gc_channels": 512}
+    assert merged["loss"] == {"types": [{"type": "CrossEntropyLoss"}], "coef": [1, 0.4]}
+    assert merged == paddleseg_merge(child)
+
+
+def test_inherited_false_replaces_a_section(tmp_path):
+    write(tmp_path, "base.yml", "optimizer: {type: SGD, momentum: 0.9, weight_decay: 4.0e-5}\n"
+                                "iters: 5\n")
+    child = write(tmp_path, "child.yml", """\
+        _base_: base.yml
+        optimizer:
+          _inherited_: False
+          type: Adam
+        """)
+    merged = load_yaml_with_bases(child)
+    assert merged == {"optimizer": {"type": "Adam"}, "iters": 5}
+    assert merged == paddleseg_merge(child)
+
+
+def test_paddleseg_fixture_files_merge_as_paddleseg_merges_them():
+    for path in sorted(PADDLESEG_CONFIGS.rglob("*.yml")):
+        assert load_yaml_with_bases(path) == paddleseg_merge(path), path.name
+
+
+# ----------------------------------------------------------------------------- --opts
+def test_opts_override_numbers_lists_booleans_and_add_keys(tmp_path):
+    path = write(tmp_path, "c.yml", """\
+        batch_size: 2
+        model: {type: GCNet, align_corners: False, backbone: {type: ResNet50_vd}}
+        """)
+    cfg = Config(path, ["batch_size=8", "model.align_corners=True",
+                        "model.backbone.multi_grid=[1, 2, 4]", "model.backbone.pretrained=null",
+                        "lr_scheduler.learning_rate=0.0025", "test.scales=[0.75, 1.0]"])
+    assert cfg.batch_size == 8
+    assert cfg.dic["model"]["align_corners"] is True
+    assert cfg.dic["model"]["backbone"] == {"type": "ResNet50_vd", "multi_grid": [1, 2, 4],
+                                            "pretrained": None}
+    assert cfg.dic["lr_scheduler"] == {"learning_rate": 0.0025}
+    assert cfg.runtime("test")["scales"] == [0.75, 1.0]
+
+
+@pytest.mark.parametrize("opt", ["batch_size", "=3", "model..type=GCNet", " =1"])
+def test_opts_without_key_equals_value_are_rejected(tmp_path, opt):
+    path = write(tmp_path, "c.yml", "batch_size: 2\n")
+    message = config_error(path, [opt])
+    assert message.startswith("--opts: ") and "key=value" in message
+
+
+def test_opts_cannot_descend_into_a_value(tmp_path):
+    path = write(tmp_path, "c.yml", "batch_size: 2\n")
+    message = config_error(path, ["batch_size.x=1"])
+    assert message.startswith("--opts: batch_size.x:")
+
+
+# ----------------------------------------------------------------------------- runtime sections
+def test_runtime_sections_give_defaults_that_the_file_overrides(tmp_path):
+    path = write(tmp_path, "c.yml", """\
+        global: {device: cpu}
+        train: {save_interval: 50, do_eval: True}
+        test: {is_slide: True, crop_size: [769, 769], stride: [513, 513]}
+        """)
+    cfg = Config(path)
+    assert cfg.runtime("global") == {"data_format": "NCHW", "device": "cpu", "num_workers": 0}
+    train = cfg.runtime("train")
+    assert (train["save_interval"], train["do_eval"], train["log_iters"]) == (50, True, 10)
+    test = cfg.runtime("test")
+    assert (test["is_slide"], test["crop_size"], test["stride"]) == (True, [769, 769], [513, 513])
+    assert (test["aug_eval"], test["flip_horizontal"]) == (False, False)
+
+
+def test_old_style_test_config_counts_as_test_section(tmp_path):
+    path = write(tmp_path, "c.yml", "test_config: {aug_eval: True, scales: [0.75, 1.0, 1.25]}\n")
+    test = Config(path).runtime("test")
+    assert test["aug_eval"] is True and test["scales"] == [0.75, 1.0, 1.25]
+
+
+def test_shipped_runtime_yml_matches_the_built_in_defaults_except_device():
+    cfg = Config(ROOT / "configs" / "_base_" / "runtime.yml")
+    assert cfg.runtime("global")["device"] == "gpu"
+    for section in ("train", "test"):
+        for key, value in cfg.dic[section].items():
+            assert cfg.runtime(section)[key] == value
+
+
+# ----------------------------------------------------------------------------- building
+TINY_MODEL = textwrap.dedent("""\
+    model:
+      type: GCNet
+      backbone: {type: ResNet18_vd, output_stride: 32, pretrained: null}
+      gc_channels: 16
+    """)
+
+
+def test_num_classes_comes_from_the_dataset_class(tmp_path):
+    path = write(tmp_path, "c.yml", TINY_MODEL + "train_dataset: {type: ADE20K}\n")
+    cfg = Config(path)
+    assert cfg.dataset_num_classes() == 150
+    assert cfg.model.head.conv.weight.shape == [150, 16, 1, 1]
+
+
+def test_num_classes_disagreeing_with_the_dataset_is_an_error(tmp_path):
+    path = write(tmp_path, "c.yml", TINY_MODEL + "  num_classes: 5\n"
+                                                 "val_dataset: {type: Cityscapes}\n")
+    message = config_error(path)
+    assert str(path.resolve()) in message and "model.num_classes: 5" in message and "19" in message
+
+
+def test_single_loss_type_repeats_for_each_coef(tmp_path):
+    path = write(tmp_path, "c.yml", "loss: {types: [{type: CrossEntropyLoss}], coef: [1, 0.4]}\n")
+    loss = Config(path).loss
+    assert [type(t).__name__ for t in loss["types"]] == ["CrossEntropyLoss"] * 2
+    assert loss["coef"] == [1.0, 0.4]
+
+
+def test_optimizer_sgd_with_momentum_and_poly_lr_over_iters(tmp_path):
+    path = write(tmp_path, "c.yml", TINY_MODEL + textwrap.dedent("""\
+        train_dataset: {type: Cityscapes}
+        iters: 100
+        optimizer: {type: sgd, momentum: 0.9, weight_decay: 4.0e-5}
+        lr_scheduler: {type: PolynomialDecay, learning_rate: 0.01, end_lr: 1.0e-5, power: 0.9}
+        """))
+    cfg = Config(path)
+    assert type(cfg.optimizer).__name__ == "Momentum"
+    assert cfg.lr_scheduler.decay_steps == 100
+    assert cfg.optimizer.get_lr() == pytest.approx(0.01)
+
+
+# ----------------------------------------------------------------------------- errors
+def test_unknown_type_names_file_key_and_close_names(tmp_path):
+    path = write(tmp_path, "c.yml", "loss: {types: [{type: CrossEntropyLos}], coef: [1]}\n")
+    message = config_error(path)
+    assert message.startswith(str(path.resolve()))
+    assert "loss.types.0.type" in message and "did you mean CrossEntropyLoss" in message
+
+
+def test_error_names_the_base_file_that_set_the_key(tmp_path):
+    base = write(tmp_path, "_base_/loss.yml", "loss: {types: [{type: Focal}], coef: [1]}\n")
+    child = write(tmp_path, "c.yml", "_base_: _base_/loss.yml\nbatch_size: 2\n")
+    assert config_error(child).startswith(str(base.resolve()))
+
+
+def test_missing_required_argument(tmp_path):
+    path = write(tmp_path, "c.yml", "model: {type: GCNet}\ntrain_dataset: {type: Cityscapes}\n")
+    message = config_error(path)
+    assert str(path.resolve()) in message
+    assert "model: missing required argument 'backbone' for GCNet" in message
+
+
+def test_wrong_value_type(tmp_path):
+    path = write(tmp_path, "c.yml", "loss: {types: [{type: CrossEntropyLoss, ignore_index: x}],"
+                                    " coef: [1]}\n")
+    message = config_error(path)
+    assert str(path.resolve()) in message
+    assert "loss.types.0.ignore_index: expected int, got 'x'" in message
+
+
+def test_wrong_sequence_type(tmp_path):
+    path = write(tmp_path, "c.yml", "loss: {types: [{type: CrossEntropyLoss, weight: heavy}],"
+                                    " coef: [1]}\n")
+    assert "loss.types.0.weight: expected" in config_error(path)
+
+
+def test_unknown_argument_lists_accepted_ones(tmp_path):
+    path = write(tmp_path, "c.yml", "loss: {types: [{type: CrossEntropyLoss, ignore: 255}],"
+                                    " coef: [1]}\n")
+    message = config_error(path)
+    assert "loss.types.0.ignore: unknown argument for CrossEntropyLoss" in message
+    assert "ignore_index" in message
+
+
+def test_wrong_schedule_values(tmp_path):
+    path = write(tmp_path, "c.yml", "batch_size: 0\n")
+    assert config_error(path) == f"{path.resolve()}: batch_size: expected a positive integer, got 0"
+    assert "iters: expected a positive integer" in config_error(path, ["batch_size=2",
+                                                                       "iters=many"])
+
+
+def test_missing_base_file(tmp_path):
+    path = write(tmp_path, "c.yml", "_base_: ../nowhere/base.yml\n")
+    message = config_error(path)
+    assert message.startswith(f"{path.resolve()}: _base_: file '../nowhere/base.yml' not found")
+
+
+def test_base_cycle(tmp_path):
+    write(tmp_path, "a.yml", "_base_: b.yml\n")
+    path = write(tmp_path, "b.yml", "_base_: a.yml\n")
+    message = config_error(path)
+    assert "_base_ cycle: b.yml -> a.yml -> b.yml" in message
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = write(tmp_path, "c.yml", "model:\n  type: GCNet\n   backbone: [\n")
+    message = config_error(path)
+    assert message.startswith(f"{path.resolve()}: invalid YAML at line 3")
+
+
+def test_non_mapping_top_level(tmp_path):
+    path = write(tmp_path, "c.yml", "- type: GCNet\n")
+    assert config_error(path) == (f"{path.resolve()}: expected a mapping of keys at the top "
+                                  "level, got list")
+
+
+def test_missing_config_file(tmp_path):
+    assert config_error(tmp_path / "none.yml") == f"{tmp_path / 'none.yml'}: config file not found"
+
+
+def test_script_reports_config_error_in_one_line_with_exit_code_2(tmp_path):
+    path = write(tmp_path, "c.yml", "_base_: missing.yml\n")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "val.py"), "--config", str(path),
+         "--model_path", str(tmp_path / "model.pdparams")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    assert lines[-1].startswith("error: ") and "_base_: file 'missing.yml' not found" in lines[-1]
+
+
+# ----------------------------------------------------------------------------- fuzz
+KEYS = st.sampled_from(["_base_", "_inherited_", "batch_size", "iters", "model", "loss", "types",
+                        "coef", "type", "test", "test_config", "train", "global", "optimizer"])
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False),
+                    st.text(max_size=8), st.sampled_from(["CrossEntropyLoss", "x.yml", "GCNet", "a\x00b", ".", ""]))
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.one_of(KEYS, st.text(max_size=4)), inner,
+                                                 max_size=3)), max_leaves=8)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.dictionaries(KEYS, VALUES, max_size=5), VALUES))
+def test_any_yaml_gives_a_config_or_a_config_error(document):
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "fuzz.yml"
+        path.write_text(yaml.safe_dump(document))
+        try:
+            cfg = Config(path)
+            cfg.runtime("test")
+            cfg.dataset_num_classes()
+            if "loss" in cfg.dic:
+                cfg.loss
+        except ConfigError as error:
+            assert "\n" not in str(error)

@@ -1,0 +1,128 @@
+"""Inference against PaddleSeg 2.8's own functions (the oracle) on the same model and input."""
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+import pytest
+from paddleseg.core import infer as oracle
+
+from gcseg.engine.inference import InferenceSettings, infer_logits, window_origins
+from gcseg.errors import UsageError
+
+NUM_CLASSES = 5
+
+
+class TinySegNet(nn.Layer):
+    """Strided conv encoder + bilinear upsampling: position-dependent, any input size."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2D(3, 8, 3, stride=2, padding=1), nn.ReLU(),
+                                     nn.Conv2D(8, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.classifier = nn.Conv2D(8, num_classes, 1)
+
+    def forward(self, x):
+        return [F.interpolate(self.classifier(self.encoder(x)), x.shape[-2:], mode="bilinear")]
+
+
+@pytest.fixture(scope="module")
+def model():
+    paddle.seed(0)
+    net = TinySegNet()
+    net.eval()
+    return net
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(0)
+    return paddle.to_tensor(rng.standard_normal((1, 3, 37, 53)).astype("float32"))
+
+
+TRANS_INFO = [("resize", (45, 61)), ("padding", (37, 50))]  # padded 37x50 -> 37x53, then resized
+
+
+def assert_close(ours, theirs):
+    assert ours.shape == theirs.shape
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy().astype("float32"), atol=1e-4)
+
+
+def test_whole_image_equals_paddleseg(model, image):
+    _, expected = oracle.inference(model, image, trans_info=TRANS_INFO)
+    assert_close(infer_logits(model, image, InferenceSettings(), TRANS_INFO), expected)
+
+
+def test_slide_equals_paddleseg(model, image):
+    settings = InferenceSettings(is_slide=True, crop_size=(24, 16), stride=(16, 10))
+    expected = oracle.slide_inference(model, image, crop_size=(24, 16), stride=(16, 10))
+    assert_close(infer_logits(model, image, settings), expected)
+
+
+def test_flip_equals_paddleseg(model, image):
+    settings = InferenceSettings(aug_eval=True, flip_horizontal=True, flip_vertical=True)
+    _, expected = oracle.aug_inference(model, image, TRANS_INFO, scales=1.0,
+                                       flip_horizontal=True, flip_vertical=True)
+    assert_close(infer_logits(model, image, settings, TRANS_INFO), expected)
+
+
+def test_multiscale_flip_slide_equals_paddleseg(model, image):
+    settings = InferenceSettings(aug_eval=True, scales=[0.75, 1.0, 1.25], flip_horizontal=True,
+                                 is_slide=True, crop_size=(32, 24), stride=(20, 16))
+    _, expected = oracle.aug_inference(model, image, TRANS_INFO, scales=[0.75, 1.0, 1.25],
+                                       flip_horizontal=True, is_slide=True,
+                                       crop_size=(32, 24), stride=(20, 16))
+    assert_close(infer_logits(model, image, settings, TRANS_INFO), expected)
+
+
+def test_probability_average_is_mean_of_softmaxes(model, image):
+    settings = InferenceSettings(aug_eval=True, scales=[0.5, 1.0], flip_horizontal=True,
+                                 tta_average="probs")
+    views = []
+    for scale in (0.5, 1.0):
+        size = [int(37 * scale + 0.5), int(53 * scale + 0.5)]
+        scaled = F.interpolate(image, size, mode="bilinear")
+        for flipped in (False, True):
+            x = scaled[:, :, :, ::-1] if flipped else scaled
+            logit = model(x)[0]
+            logit = logit[:, :, :, ::-1] if flipped else logit
+            views.append(F.softmax(F.interpolate(logit, [37, 53], mode="bilinear"), axis=1))
+    probs = infer_logits(model, image, settings)
+    np.testing.assert_allclose(probs.numpy(), paddle.stack(views).mean(0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(probs.sum(axis=1).numpy(), 1.0, atol=1e-5)
+
+
+class MirrorSymmetricNet(nn.Layer):
+    """Per-pixel classifier of a horizontally symmetric input: flipping changes nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classifier = nn.Conv2D(3, NUM_CLASSES, 1)
+
+    def forward(self, x):
+        return [self.classifier(x)]
+
+
+def test_flip_invariance_on_symmetric_input():
+    paddle.seed(1)
+    net = MirrorSymmetricNet()
+    half = paddle.rand([1, 3, 9, 8])
+    symmetric = paddle.concat([half, half[:, :, :, ::-1]], axis=3)
+    plain = infer_logits(net, symmetric, InferenceSettings())
+    flipped = infer_logits(net, symmetric, InferenceSettings(aug_eval=True, flip_horizontal=True))
+    np.testing.assert_allclose(flipped.numpy(), plain.numpy(), atol=1e-6)
+
+
+def test_window_origins_clamp_last_window_to_border():
+    assert window_origins(37, 16, 10) == [0, 10, 20, 21]
+    assert window_origins(12, 16, 10) == [0]
+
+
+def test_settings_reject_bad_values():
+    with pytest.raises(UsageError, match="crop_size"):
+        InferenceSettings(is_slide=True, stride=(8, 8))
+    with pytest.raises(UsageError, match="stride"):
+        InferenceSettings(is_slide=True, crop_size=(8, 8), stride=(16, 8))
+    with pytest.raises(UsageError, match="needs a GPU"):
+        InferenceSettings(precision="fp16")
+    with pytest.raises(UsageError, match="tta_average"):
+        InferenceSettings(tta_average="votes")

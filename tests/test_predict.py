@@ -1,0 +1,57 @@
+"""scripts/predict.py writes PaddleSeg-style outputs and reports unreadable images."""
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import paddle
+from PIL import Image
+
+from gcseg.config import Config
+from gcseg.data.palettes import CITYSCAPES_COLORS
+from gcseg.engine.inference import InferenceSettings, infer_logits
+from gcseg.models.weights import load_weights
+from test_distributed_eval import ROOT, write_run
+
+
+def expected_prediction(config_path, model_path, image_path):
+    cfg = Config(config_path)
+    model, dataset = cfg.model, cfg.val_dataset
+    load_weights(model, str(model_path))
+    model.eval()
+    data = dataset.transforms({"img": str(image_path), "trans_info": []})
+    settings = InferenceSettings(aug_eval=True, flip_horizontal=True)
+    logits = infer_logits(model, paddle.to_tensor(data["img"][None]), settings, data["trans_info"])
+    return logits.argmax(axis=1)[0].numpy()
+
+
+def test_predict_writes_outputs_and_skips_bad_images(tmp_path):
+    config_path, model_path = write_run(tmp_path, num_val=2)
+    good = sorted((tmp_path / "data" / "leftImg8bit" / "val").rglob("*.png"))
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_text("not an image")
+    missing = tmp_path / "missing.png"
+    image_list = tmp_path / "images.txt"
+    image_list.write_text("\n".join(str(p) for p in [good[0], missing, corrupt, good[1]]))
+
+    save_dir = tmp_path / "out"
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"),
+                          "--config", str(config_path), "--model_path", str(model_path),
+                          "--image_path", str(image_list), "--save_dir", str(save_dir),
+                          "--aug_eval", "--flip_horizontal"],
+                         capture_output=True, text=True, timeout=120)
+
+    assert run.returncode == 1
+    assert f"{missing}: cannot read image (no such file)" in run.stdout + run.stderr
+    assert f"{corrupt}: cannot read image (not a readable image)" in run.stdout + run.stderr
+    assert "predicted 2/4 images" in run.stdout
+    for image_path in good:
+        pseudo = Image.open(save_dir / "pseudo_color_prediction" / image_path.name)
+        assert pseudo.mode == "P"
+        palette = np.array(pseudo.getpalette()[:57]).reshape(19, 3)
+        np.testing.assert_array_equal(palette, CITYSCAPES_COLORS)
+        np.testing.assert_array_equal(np.asarray(pseudo),
+                                      expected_prediction(config_path, model_path, image_path))
+        added = cv2.imread(str(save_dir / "added_prediction" / image_path.name))
+        assert added.shape == cv2.imread(str(image_path)).shape  # (37, 61, 3): original size

@@ -1,0 +1,136 @@
+"""The training loop: settings, log lines, learning on a tiny run, the NaN stop."""
+import logging
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import paddle
+import pytest
+
+from gcseg.config import Config
+from gcseg.data.quickstart import make_quickstart_dataset
+from gcseg.engine.checkpoint import Checkpointer
+from gcseg.engine.trainer import Hook, StepResult, Trainer, TrainSettings, train
+from gcseg.errors import TrainingError, UsageError
+
+TINY_CONFIG = """
+batch_size: 2
+iters: 4
+model:
+  type: GCNet
+  backbone: {{type: ResNet18_vd, output_stride: 8}}
+  gc_channels: 16
+optimizer: {{type: SGD, momentum: 0.9, weight_decay: 4.0e-5}}
+lr_scheduler: {{type: PolynomialDecay, learning_rate: 0.01, end_lr: 0.0, power: 0.9,
+               warmup_iters: 1, warmup_start_lr: 0.001}}
+loss:
+  types: [{{type: CrossEntropyLoss}}]
+  coef: [1, 0.4]
+train_dataset:
+  type: Cityscapes
+  dataset_root: {root}
+  mode: train
+  transforms:
+    - {{type: ResizeStepScaling, min_scale_factor: 0.75, max_scale_factor: 1.25,
+       scale_step_size: 0.25}}
+    - {{type: RandomPaddingCrop, crop_size: [64, 32]}}
+    - {{type: RandomHorizontalFlip}}
+    - {{type: Normalize}}
+val_dataset:
+  type: Cityscapes
+  dataset_root: {root}
+  mode: val
+  transforms: [{{type: Normalize}}]
+train:
+  log_iters: 1
+  save_interval: 2
+  seed: 7
+"""
+
+
+def write_tiny_config(tmp_path: Path, num_train: int = 6) -> Path:
+    """A tiny GCNet-R18 run on 64x32 synthetic street scenes (shared by the training tests)."""
+    data_root = tmp_path / "data"
+    if not data_root.exists():
+        make_quickstart_dataset(data_root, num_train=num_train, num_val=2, size=(64, 32))
+    path = tmp_path / "tiny.yml"
+    path.write_text(TINY_CONFIG.format(root=data_root))
+    return path
+
+
+class LossRecorder(Hook):
+    """Collects every step's per-head losses by iteration."""
+
+    def __init__(self) -> None:
+        self.losses: Dict[int, List[float]] = {}
+
+    def after_step(self, trainer: Trainer, step: StepResult) -> None:
+        self.losses[trainer.iter] = step.losses
+
+
+def run_tiny(config_path: Path, save_dir: Path, opts: Optional[List[str]] = None,
+             hooks: Sequence[Hook] = (), **settings) -> Trainer:
+    """Train with a :class:`LossRecorder` (``trainer.recorder``) and ``hooks`` appended."""
+    cfg = Config(config_path, opts)
+    trainer = Trainer(cfg, TrainSettings.from_config(cfg, save_dir=str(save_dir), **settings))
+    trainer.recorder = LossRecorder()
+    trainer.hooks += [trainer.recorder, *hooks]
+    trainer.train()
+    return trainer
+
+
+def test_settings_fall_back_to_the_config_and_reject_unknown_names(tmp_path):
+    cfg = Config(write_tiny_config(tmp_path))
+    settings = TrainSettings.from_config(cfg, save_dir="out", log_iters=None)
+    assert (settings.save_dir, settings.log_iters, settings.save_interval, settings.seed) == \
+        ("out", 1, 2, 7)
+    assert settings.keep_checkpoint_max == 5 and settings.do_eval is False
+    with pytest.raises(UsageError, match="unknown setting"):
+        TrainSettings.from_config(cfg, save_every=3)
+    with pytest.raises(UsageError, match="--log_iters"):
+        TrainSettings.from_config(cfg, log_iters=0)
+    with pytest.raises(UsageError, match="fp16 needs a GPU"):
+        train(cfg, save_dir=str(tmp_path / "fp16"), precision="fp16")
+
+
+def test_training_logs_each_step_lowers_the_loss_and_checkpoints(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="gcseg")
+    trainer = run_tiny(write_tiny_config(tmp_path), tmp_path / "out",
+                       opts=["iters=6", "lr_scheduler.learning_rate=0.05"])
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[TRAIN]")]
+    assert len(lines) == 6
+    pattern = (r"\[TRAIN\] epoch: (\d+), iter: (\d)/6, loss: [\d.]+ \(loss_0 [\d.]+, "
+               r"loss_1 [\d.]+\), lr: [\d.]+, batch_cost: [\d.]+, reader_cost: [\d.]+, "
+               r"ips: [\d.]+ samples/sec \| ETA \d\d:\d\d:\d\d")
+    epochs = [int(re.fullmatch(pattern, line).group(1)) for line in lines]
+    assert epochs == [1, 1, 1, 2, 2, 2]  # 6 samples / batch 2 = 3 batches per epoch
+    first, last = sum(trainer.recorder.losses[1]), sum(trainer.recorder.losses[6])
+    assert last < first
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["iter_4", "iter_6"] or \
+        sorted(p.name for p in (tmp_path / "out").iterdir()) == ["iter_2", "iter_4", "iter_6"]
+
+
+def test_a_non_finite_loss_stops_naming_the_iteration_and_keeps_the_last_checkpoint(tmp_path):
+    config_path = write_tiny_config(tmp_path)
+    save_dir = tmp_path / "out"
+    opts = ["iters=20", "lr_scheduler.learning_rate=1.0e+10", "lr_scheduler.warmup_iters=0"]
+    with pytest.raises(TrainingError) as error:
+        run_tiny(config_path, save_dir, opts, save_interval=1)
+    message = str(error.value)
+    failed = int(re.match(r"iter (\d+): loss is (nan|inf)", message).group(1))
+    assert "loss_0" in message and "loss_1" in message and "\n" not in message
+    assert failed >= 2 and message.endswith(f"iter_{failed - 1}")
+    assert not (save_dir / f"iter_{failed}").exists()
+    cfg = Config(config_path, opts)
+    state = Checkpointer(str(save_dir), cfg.model, cfg.optimizer).load(
+        str(save_dir / f"iter_{failed - 1}"))
+    assert state["iter"] == failed - 1 and state["position"] == divmod(failed - 1, 3)
+
+
+def test_do_eval_needs_a_val_dataset(tmp_path):
+    config_path = write_tiny_config(tmp_path)
+    text = config_path.read_text()
+    config_path.write_text(text[:text.index("val_dataset:")] + text[text.index("train:"):])
+    with pytest.raises(UsageError, match="no val_dataset"):
+        train(Config(config_path), save_dir=str(tmp_path / "out"), do_eval=True)
+    assert paddle.get_device() == "cpu"

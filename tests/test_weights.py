@@ -1,0 +1,218 @@
+"""Weights files: round trips, fitting checks with readable messages, the download cache."""
+import functools
+import http.server
+import io
+import logging
+import os
+import socket
+import tarfile
+import threading
+
+import numpy as np
+import paddle
+import pytest
+
+from gcseg.errors import CheckpointError
+from gcseg.models import GCNet, load_state_dict_file, load_weights, resolve_pretrained, save_weights
+from gcseg.models.layers import ConvBNReLU
+from gcseg.models.resnet_vd import ResNet18_vd
+
+
+def small_layer(seed=0):
+    paddle.seed(seed)
+    return ConvBNReLU(3, 4, 3)
+
+
+def random_state(layer, seed):
+    rng = np.random.default_rng(seed)
+    return {key: rng.normal(size=value.shape).astype("float32")
+            for key, value in layer.state_dict().items()}
+
+
+def arrays(layer):
+    return {key: value.numpy() for key, value in layer.state_dict().items()}
+
+
+def assert_same_arrays(actual, expected):
+    assert sorted(actual) == sorted(expected)  # safetensors stores keys sorted
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key])
+
+
+@pytest.mark.parametrize("ext", [".pdparams", ".safetensors"])
+def test_round_trip(tmp_path, ext):
+    source = small_layer()
+    source.set_state_dict(random_state(source, 1))
+    path = str(tmp_path / f"sub/weights{ext}")
+    save_weights(source, path)
+    assert os.listdir(tmp_path / "sub") == [f"weights{ext}"]  # no temp file left behind
+    assert_same_arrays(load_state_dict_file(path), arrays(source))
+    target = small_layer(seed=5)
+    load_weights(target, path)
+    assert_same_arrays(arrays(target), arrays(source))
+
+
+def test_pdparams_is_readable_by_paddle_load(tmp_path):
+    source = small_layer()
+    path = str(tmp_path / "model.pdparams")
+    save_weights(source.state_dict(), path)
+    loaded = paddle.load(path)
+    np.testing.assert_array_equal(np.asarray(loaded["_conv.weight"]),
+                                  source._conv.weight.numpy())
+
+
+def test_number_of_classes_mismatch_is_named(tmp_path):
+    path = str(tmp_path / "cityscapes.pdparams")
+    save_weights(GCNet(19, ResNet18_vd()), path)
+    model = GCNet(21, ResNet18_vd())
+    with pytest.raises(CheckpointError) as error:
+        load_weights(model, path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: 4 tensors do not fit the model: ")
+    assert ("head.conv.weight: checkpoint [19,512,1,1] vs model [21,512,1,1] "
+            "(different number of classes?)") in message
+    assert "\n" not in message
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path):
+    layer = small_layer()
+    state = random_state(layer, 0)
+    path = str(tmp_path / "partial.safetensors")
+    save_weights({k: v for k, v in state.items() if k != "_batch_norm._mean"}, path)
+    with pytest.raises(CheckpointError, match="1 model tensors are missing from the "
+                                              "checkpoint: _batch_norm._mean$"):
+        load_weights(layer, path)
+    save_weights({**state, "extra.weight": np.zeros(2, "float32")}, path)
+    with pytest.raises(CheckpointError, match="do not belong to the model: extra.weight$"):
+        load_weights(layer, path)
+
+
+def test_backbone_skips_classifier_and_accepts_whole_model(tmp_path, caplog):
+    layer = small_layer()
+    state = random_state(layer, 2)
+    imagenet = str(tmp_path / "imagenet.pdparams")
+    classifier = {"fc.weight": np.zeros((4, 10), "float32"), "fc.bias": np.zeros(10, "float32")}
+    save_weights({**state, **classifier}, imagenet)
+    with caplog.at_level(logging.INFO, logger="gcseg.models.weights"):
+        load_weights(layer, imagenet, what="backbone")
+    assert "skipped 2 tensors that are not part of the backbone (fc.weight, fc.bias)" in caplog.text
+    assert_same_arrays(arrays(layer), state)
+
+    whole = str(tmp_path / "gcnet.safetensors")
+    head = {"head.conv.weight": np.zeros((3, 4, 1, 1), "float32")}
+    save_weights({**{f"backbone.{k}": v * 2 for k, v in state.items()}, **head}, whole)
+    load_weights(layer, whole, what="backbone")
+    assert_same_arrays(arrays(layer), {k: v * 2 for k, v in state.items()})
+
+
+def test_constructors_load_pretrained(tmp_path):
+    paddle.seed(7)
+    source = GCNet(2, ResNet18_vd())
+    path = str(tmp_path / "gcnet.pdparams")
+    save_weights(source, path)
+    assert_same_arrays(arrays(GCNet(2, ResNet18_vd(), pretrained=path)), arrays(source))
+    backbone = ResNet18_vd(pretrained=path)
+    np.testing.assert_array_equal(backbone.conv1_1._conv.weight.numpy(),
+                                  source.backbone.conv1_1._conv.weight.numpy())
+
+
+@pytest.mark.parametrize("ext", [".pdparams", ".safetensors"])
+def test_truncated_file_is_a_checkpoint_error(tmp_path, ext):
+    path = str(tmp_path / f"weights{ext}")
+    save_weights(small_layer(), path)
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=f"^{path}: cannot read weights, the file is "
+                                              "truncated or corrupt"):
+        load_state_dict_file(path)
+
+
+def test_missing_file_and_unknown_format(tmp_path):
+    with pytest.raises(CheckpointError, match="weights file not found: .*nope.pdparams"):
+        load_state_dict_file(str(tmp_path / "nope.pdparams"))
+    with pytest.raises(CheckpointError, match=r"unsupported weights format '\.pt'"):
+        save_weights({}, str(tmp_path / "w.pt"))
+    with pytest.raises(CheckpointError, match="pretrained weights not found: .*nope.pdparams"):
+        resolve_pretrained(str(tmp_path / "nope.pdparams"))
+
+
+def archive_bytes(state):
+    """A PaddleSeg-style ImageNet archive: ``resnet_test/model.pdparams`` inside a tar.gz."""
+    buffer = io.BytesIO()
+    paddle.save(state, buffer)
+    payload = buffer.getvalue()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        info = tarfile.TarInfo("resnet_test/model.pdparams")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    return archive.getvalue()
+
+
+@pytest.fixture
+def http_root(tmp_path, monkeypatch):
+    """Serve ``tmp_path/www`` on 127.0.0.1; yields (directory, base URL, list of paths served)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    served = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            served.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("GCSEG_HOME", str(tmp_path / "home"))
+    yield root, f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_unpacks_archive_once_into_cache(http_root, tmp_path):
+    root, base, served = http_root
+    layer = small_layer()
+    state = random_state(layer, 3)
+    (root / "resnet_test.tar.gz").write_bytes(archive_bytes(state))
+    url = f"{base}/resnet_test.tar.gz"
+    path = resolve_pretrained(url)
+    assert path.startswith(str(tmp_path / "home" / "pretrained"))
+    assert path.endswith(os.path.join("resnet_test", "model.pdparams"))
+    assert resolve_pretrained(url) == path
+    assert served == ["/resnet_test.tar.gz"]  # the second call used the cache
+    cache = tmp_path / "home" / "pretrained"
+    assert [p.name for p in cache.iterdir() if p.name.startswith(".tmp")] == []
+    load_weights(layer, url, what="backbone")
+    assert_same_arrays(arrays(layer), state)
+
+
+def test_download_failures_name_the_url(http_root):
+    root, base, _ = http_root
+    with pytest.raises(CheckpointError, match=f"cannot download {base}/absent.pdparams "
+                                              r"\(HTTP 404 "):
+        resolve_pretrained(f"{base}/absent.pdparams")
+    (root / "broken.tar.gz").write_bytes(b"not a tar archive")
+    with pytest.raises(CheckpointError, match=f"{base}/broken.tar.gz: the downloaded archive "
+                                              "is corrupt"):
+        resolve_pretrained(f"{base}/broken.tar.gz")
+
+
+def test_offline_error_says_how_to_proceed(tmp_path, monkeypatch):
+    monkeypatch.setenv("GCSEG_HOME", str(tmp_path))
+    with socket.socket() as probe:  # a port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/resnet50_vd_ssld_v2.tar.gz"
+    with pytest.raises(CheckpointError) as error:
+        resolve_pretrained(url)
+    message = str(error.value)
+    assert message.startswith(f"cannot download {url} (")
+    assert "pass the local file via `pretrained: " in message
+    assert "\n" not in message
