@@ -89,9 +89,12 @@ def inference_settings(args: argparse.Namespace, cfg) -> Dict[str, Any]:
                                            "precision")}
 
 
-def load_config(args: argparse.Namespace, extra_opts: Optional[List[str]] = None):
+def load_config(args: argparse.Namespace, extra_opts: Optional[List[str]] = None,
+                load_pretrained: bool = True):
+    """The config of ``--config`` with ``--opts`` (and ``extra_opts``) applied."""
     from gcseg.config import Config
-    return Config(args.config, list(args.opts or []) + list(extra_opts or []))
+    return Config(args.config, list(args.opts or []) + list(extra_opts or []),
+                  load_pretrained=load_pretrained)
 
 
 def select_device(args: argparse.Namespace, cfg=None) -> str:

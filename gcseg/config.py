@@ -326,8 +326,13 @@ class Config:
     dataset files, and ``cfg.optimizer`` reuses the same model and lr scheduler.
     """
 
-    def __init__(self, path: Union[str, Path], opts: Optional[Sequence[str]] = None) -> None:
+    def __init__(self, path: Union[str, Path], opts: Optional[Sequence[str]] = None,
+                 load_pretrained: bool = True) -> None:
+        """``load_pretrained=False`` skips the model's and backbone's ``pretrained`` weights: for
+        evaluation, prediction and export, where a trained checkpoint replaces them anyway (and
+        an offline machine could not download them)."""
         register_components()
+        self.load_pretrained = load_pretrained
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f"{self.path}: config file not found")
@@ -415,6 +420,10 @@ class Config:
         spec = self.section("model")
         if not spec:
             raise self._builder.fail("model", "model: missing (a model section is required)")
+        if not self.load_pretrained:
+            spec.pop("pretrained", None)
+            if isinstance(spec.get("backbone"), dict):
+                spec["backbone"].pop("pretrained", None)
         num_classes = self.dataset_num_classes()
         if "num_classes" not in spec:
             if num_classes is None:

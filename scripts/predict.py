@@ -36,7 +36,7 @@ def main() -> int:
     from gcseg.engine.predictor import collect_images, predict
     from gcseg.models.weights import load_weights
 
-    cfg = cli.load_config(args)
+    cfg = cli.load_config(args, load_pretrained=False)
     cli.select_device(args, cfg)
     images, image_dir = collect_images(args.image_path)
     model = cfg.model

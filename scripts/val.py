@@ -36,7 +36,7 @@ def main() -> int:
     from gcseg.engine.evaluator import evaluate
     from gcseg.models.weights import load_weights
 
-    cfg = cli.load_config(args)
+    cfg = cli.load_config(args, load_pretrained=False)
     cli.select_device(args, cfg)
     init_distributed()
     model = cfg.model

@@ -307,7 +307,8 @@ def test_script_reports_config_error_in_one_line_with_exit_code_2(tmp_path):
 KEYS = st.sampled_from(["_base_", "_inherited_", "batch_size", "iters", "model", "loss", "types",
                         "coef", "type", "test", "test_config", "train", "global", "optimizer"])
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False),
-                    st.text(max_size=8), st.sampled_from(["CrossEntropyLoss", "x.yml", "GCNet", "a\x00b", ".", ""]))
+                    st.text(max_size=8),
+                    st.sampled_from(["CrossEntropyLoss", "x.yml", "GCNet", "a\x00b", ".", ""]))
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.one_of(KEYS, st.text(max_size=4)), inner,
                                                  max_size=3)), max_leaves=8)

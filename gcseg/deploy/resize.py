@@ -15,6 +15,7 @@ import contextlib
 from typing import Iterator, Sequence, Union
 
 import paddle
+import paddle.nn.functional as F
 
 _ACTIVE = [False]
 
@@ -50,26 +51,25 @@ def _as_float(length: Union[int, paddle.Tensor]) -> paddle.Tensor:
 def interpolation_matrix(in_length: Union[int, paddle.Tensor],
                          out_length: Union[int, paddle.Tensor],
                          align_corners: bool) -> paddle.Tensor:
-    """``[out_length, in_length]`` matrix whose rows hold the two bilinear weights.
+    """``[out_length, in_length]`` matrix whose rows hold the bilinear weights.
 
-    As in Paddle's kernel, an output of length 1 samples input position 0 (ratio 0).
+    Output ``o`` samples input position ``s(o)``, clamped to ``[0, in - 1]`` as Paddle's kernel
+    does; input ``i`` gets the "hat" weight ``max(0, 1 - |s(o) - i|)``, i.e. ``1 - frac`` for
+    ``floor(s)`` and ``frac`` for ``floor(s) + 1``. As in Paddle's kernel an output of length
+    1 samples position 0. (The hat form also sidesteps ``floor``: Paddle Inference 3.3.1's
+    inplace pass let ``floor``/``remainder`` overwrite an input that a later op still read.)
     """
     in_f, out_f = _as_float(in_length), _as_float(out_length)
     out_index = paddle.arange(_scalar(out_length), dtype="float32")  # [out]
     many = (out_f > 1).astype("float32")
     if align_corners:
-        ratio = many * (in_f - 1) / paddle.maximum(out_f - 1, paddle.ones_like(out_f))
-        source = out_index * ratio
+        source = out_index * (many * (in_f - 1) / paddle.maximum(out_f - 1, many))
     else:
-        source = paddle.clip((out_index + 0.5) * (many * in_f / out_f) - 0.5, min=0.0)
-    last = in_f - 1
-    lower = paddle.minimum(paddle.floor(source), last)
-    upper = paddle.minimum(lower + 1, last)
-    weight_upper = (source - lower).unsqueeze(1)  # [out, 1]
-    in_index = paddle.arange(_scalar(in_length), dtype="float32").unsqueeze(0)  # [1, in]
-    lower_hot = (in_index == lower.unsqueeze(1)).astype("float32")  # [out, in]
-    upper_hot = (in_index == upper.unsqueeze(1)).astype("float32")
-    return lower_hot * (1 - weight_upper) + upper_hot * weight_upper
+        source = (out_index + 0.5) * (many * in_f / out_f) - 0.5
+    source = paddle.clip(paddle.minimum(source, in_f - 1), min=0.0)
+    in_index = paddle.arange(_scalar(in_length), dtype="float32")  # [in]
+    distance = paddle.abs(source.unsqueeze(1) - in_index.unsqueeze(0))  # [out, in]
+    return F.relu(1 - distance)
 
 
 def matmul_resize(x: paddle.Tensor, size: Union[Sequence[int], paddle.Tensor],

@@ -48,6 +48,35 @@ def set_rng_states(states: Dict[str, Any]) -> None:
     random.setstate(states["python"])
 
 
+def parameter_names(model: paddle.nn.Layer) -> Dict[str, str]:
+    """``{Paddle's unique parameter name: state_dict key}``. The optimizer state is keyed by the
+    unique names (``conv2d_64.w_0_velocity_0``), which depend on how many layers the process
+    built before; the keys do not."""
+    return {param.name: key for key, param in model.named_parameters()}
+
+
+def _rename_key(key: str, renames: Dict[str, str]) -> str:
+    """``<param name>_<accumulator>`` (or a bare param name) with the param name replaced."""
+    if key in renames:
+        return renames[key]
+    for end in (i for i, char in enumerate(key) if char == "_"):
+        if key[:end] in renames:
+            return renames[key[:end]] + key[end:]
+    return key
+
+
+def rename_optimizer_state(state: Dict[str, Any], saved_names: Dict[str, str],
+                           model: paddle.nn.Layer) -> Dict[str, Any]:
+    """Re-key an optimizer state saved with ``saved_names`` for ``model``'s parameter names."""
+    current = {key: name for name, key in parameter_names(model).items()}
+    renames = {old: current[key] for old, key in saved_names.items() if key in current}
+    renamed = {_rename_key(key, renames): value for key, value in state.items()}
+    if isinstance(state.get("master_weights"), dict):
+        renamed["master_weights"] = {_rename_key(key, renames): value
+                                     for key, value in state["master_weights"].items()}
+    return renamed
+
+
 def replace_dir(source: str, target: str) -> None:
     """Move the finished directory ``source`` to ``target``, replacing an older ``target``."""
     if not os.path.isdir(target):
@@ -107,7 +136,8 @@ class Checkpointer:
         """Write ``iter_<iteration>`` (model, optimizer, ``train_state`` + RNG) and prune."""
         if not self.enabled:
             return None
-        state = {**train_state, "iter": iteration, "rng": rng_states()}
+        state = {**train_state, "iter": iteration, "rng": rng_states(),
+                 "param_names": parameter_names(self.model)}
         path = self._write_dir(f"iter_{iteration}", {
             MODEL_FILE: self.model.state_dict(), OPTIMIZER_FILE: self.optimizer.state_dict(),
             STATE_FILE: state})
@@ -158,19 +188,24 @@ class Checkpointer:
             raise CheckpointError(f"{directory}: not a checkpoint directory (expected "
                                   f"{MODEL_FILE} and {OPTIMIZER_FILE} inside)")
         load_weights(self.model, os.path.join(directory, MODEL_FILE), what="model")
+        state = self._train_state(directory)
         try:
-            self.optimizer.set_state_dict(paddle.load(optimizer_path))
+            optimizer_state = paddle.load(optimizer_path)
+            if "param_names" in state:
+                optimizer_state = rename_optimizer_state(optimizer_state, state["param_names"],
+                                                         self.model)
+            self.optimizer.set_state_dict(optimizer_state)
         except Exception as error:  # paddle raises many types for a corrupt or foreign file
             raise CheckpointError(f"{optimizer_path}: cannot restore the optimizer "
                                   f"({type(error).__name__}: {str(error)[:120]})") from None
-        return self._train_state(directory)
+        if "rng" in state:
+            set_rng_states(state["rng"])
+        return state
 
     def _train_state(self, directory: str) -> Dict[str, Any]:
         state_path = os.path.join(directory, STATE_FILE)
         if os.path.isfile(state_path):
-            state = _load_pickle(state_path)
-            set_rng_states(state["rng"])
-            return state
+            return _load_pickle(state_path)
         match = _ITER_DIR.match(os.path.basename(directory))
         if match is None:
             raise CheckpointError(f"{directory}: no {STATE_FILE}, and the directory name does "

@@ -12,6 +12,7 @@ does not downsample, and its *first* block already uses the stage's full dilatio
 Sub-layer names (``conv1_1``, ``bb_{stage}_{block}``, ``conv0``, ``short``, ...) equal
 PaddleSeg's, so its checkpoints load unchanged.
 """
+import inspect
 from typing import Any, List, Optional, Sequence
 
 import paddle
@@ -177,3 +178,15 @@ def ResNet101_vd(**kwargs: Any) -> ResNet_vd:
 def ResNet152_vd(**kwargs: Any) -> ResNet_vd:
     """ResNet-152-vd; keyword arguments as :class:`ResNet_vd`."""
     return ResNet_vd(layers=152, **kwargs)
+
+
+def _depth_variant_signature() -> inspect.Signature:
+    """ResNet_vd's arguments without ``layers``: what a config may pass to ``ResNet50_vd``."""
+    params = [p for name, p in inspect.signature(ResNet_vd.__init__).parameters.items()
+              if name not in ("self", "layers")]
+    return inspect.Signature([p.replace(kind=p.KEYWORD_ONLY) for p in params])
+
+
+# Lets the config checker reject misspelt or mistyped backbone arguments by name.
+for _variant in (ResNet18_vd, ResNet34_vd, ResNet50_vd, ResNet101_vd, ResNet152_vd):
+    _variant.__signature__ = _depth_variant_signature()
