@@ -120,7 +120,9 @@ def combine(logits_list: Sequence[paddle.Tensor], label: paddle.Tensor,
     """``sum_i coef[i] * types[i](logits_list[i], label)`` and the per-head weighted terms.
 
     ``loss_cfg = {"types": [...], "coef": [...]}``; a single type is used for every coef, as in
-    PaddleSeg configs (``types: [{type: CrossEntropyLoss}]``, ``coef: [1, 0.4]``).
+    PaddleSeg configs (``types: [{type: CrossEntropyLoss}]``, ``coef: [1, 0.4]``). Coefficients
+    beyond the model's outputs are unused, as in PaddleSeg (a config with ``coef: [1, 0.4]`` and
+    ``enable_auxiliary_loss: False`` trains the main head only).
     """
     types, coef = list(loss_cfg.get("types", [])), list(loss_cfg.get("coef", []))
     if len(types) == 1 and len(coef) > 1:
@@ -128,7 +130,7 @@ def combine(logits_list: Sequence[paddle.Tensor], label: paddle.Tensor,
     if not types or len(types) != len(coef):
         raise ConfigError(f"loss: {len(types)} types but {len(coef)} coef "
                           "(expected one coef per type, or a single type)")
-    if len(logits_list) != len(coef):
+    if len(logits_list) > len(coef):
         raise ConfigError(f"loss.coef: {len(coef)} coefficients but the model returned "
                           f"{len(logits_list)} outputs (main + auxiliary heads)")
     per_head = [c * loss(logits, label) for loss, c, logits in zip(types, coef, logits_list)]

@@ -110,8 +110,18 @@ def test_combine_rejects_mismatched_lengths(batch):
     ce = CrossEntropyLoss()
     with pytest.raises(ConfigError, match="2 types but 3 coef"):
         combine([x, x, x], y, {"types": [ce, ce], "coef": [1, 0.4, 0.2]})
-    with pytest.raises(ConfigError, match="2 coefficients but the model returned 1"):
-        combine([x], y, {"types": [ce], "coef": [1, 0.4]})
+    with pytest.raises(ConfigError, match="1 coefficients but the model returned 2"):
+        combine([x, x], y, {"types": [ce], "coef": [1]})
+
+
+def test_combine_ignores_coefficients_beyond_the_outputs_like_paddleseg(batch):
+    """``coef: [1, 0.4]`` with the auxiliary head switched off trains the main head alone."""
+    logits, labels = batch
+    x, y = paddle.to_tensor(logits), paddle.to_tensor(labels)
+    ce = CrossEntropyLoss()
+    total, per_head = combine([x], y, {"types": [ce], "coef": [1, 0.4]})
+    assert len(per_head) == 1
+    assert float(total) == pytest.approx(float(ce(x, y)), rel=1e-6)
 
 
 def test_paddleseg_parity_where_its_losses_run(batch):

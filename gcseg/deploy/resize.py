@@ -63,7 +63,7 @@ def interpolation_matrix(in_length: Union[int, paddle.Tensor],
     out_index = paddle.arange(_scalar(out_length), dtype="float32")  # [out]
     many = (out_f > 1).astype("float32")
     if align_corners:
-        source = out_index * (many * (in_f - 1) / paddle.maximum(out_f - 1, many))
+        source = out_index * (many * (in_f - 1) / paddle.maximum(out_f - 1, paddle.ones_like(out_f)))
     else:
         source = (out_index + 0.5) * (many * in_f / out_f) - 0.5
     source = paddle.clip(paddle.minimum(source, in_f - 1), min=0.0)
@@ -74,13 +74,20 @@ def interpolation_matrix(in_length: Union[int, paddle.Tensor],
 
 def matmul_resize(x: paddle.Tensor, size: Union[Sequence[int], paddle.Tensor],
                   align_corners: bool) -> paddle.Tensor:
-    """Bilinear resize of ``x [N, C, h, w]`` to ``size (H, W)`` as ``A_h @ x @ A_w^T``."""
-    in_size = paddle.shape(x)[2:]
+    """Bilinear resize of ``x [N, C, h, w]`` to ``size (H, W)`` as ``A_h @ x @ A_w^T``.
+
+    Both products are plain 2-D GEMMs on reshaped views: Paddle Inference 3.3.1's oneDNN
+    matmul gave wrong numbers for a 4-D x 2-D broadcast matmul fed by a convolution.
+    """
+    shape = paddle.shape(x)  # [N, C, h, w]
     if isinstance(size, (list, tuple)):
         out_h, out_w = size
     else:
         out_h, out_w = size[0], size[1]
-    rows = interpolation_matrix(in_size[0], out_h, align_corners)  # [H, h]
-    cols = interpolation_matrix(in_size[1], out_w, align_corners)  # [W, w]
-    x = paddle.matmul(x, cols, transpose_y=True)  # [N, C, h, W]
-    return paddle.matmul(rows, x)  # [N, C, H, W]
+    rows = interpolation_matrix(shape[2], out_h, align_corners)  # [H, h]
+    cols = interpolation_matrix(shape[3], out_w, align_corners)  # [W, w]
+    y = paddle.matmul(paddle.reshape(x, [-1, shape[3]]), cols, transpose_y=True)  # [N*C*h, W]
+    y = paddle.transpose(paddle.reshape(y, [shape[0], shape[1], shape[2], out_w]), [0, 1, 3, 2])
+    y = paddle.matmul(paddle.reshape(y, [-1, shape[2]]), rows, transpose_y=True)  # [N*C*W, H]
+    y = paddle.reshape(y, [shape[0], shape[1], out_w, out_h])
+    return paddle.transpose(y, [0, 1, 3, 2])  # [N, C, H, W]

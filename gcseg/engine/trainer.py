@@ -12,6 +12,7 @@ import logging
 import math
 import random
 import signal
+import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -111,7 +112,8 @@ class StopSignals:
         self.received = signum
 
     def __enter__(self) -> "StopSignals":
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        if threading.current_thread() is threading.main_thread():  # signals need the main thread
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -214,7 +216,8 @@ class EvalHook(Hook):
         logger.info(summary_line(results))
         self.checkpointer.save_best(trainer.iter, results["mIoU"])
         best = self.checkpointer.best()
-        logger.info("[EVAL] the best model so far: mIoU %.4f at iter %d", best["mIoU"], best["iter"])
+        logger.info("[EVAL] the best model so far: mIoU %.4f at iter %d", best["mIoU"],
+                    best["iter"])
         if self.vdl is not None:
             self.vdl.scalars(eval_scalars(results), trainer.iter)
             self.vdl.image(PANEL_TAG, prediction_panel(trainer.model, self.dataset), trainer.iter)
@@ -272,6 +275,9 @@ class Trainer:
             return 0, (0, 0)
         state = self.checkpointer.load(directory)
         self.precision.set_state_dict(state.get("amp", {}))
+        if state.get("seed", self.seed) != self.seed:
+            logger.warning("resuming with seed %d, but %s was trained with seed %d: the data "
+                           "order changes", self.seed, directory, state["seed"])
         if is_main_process():
             logger.info("resumed from %s at iter %d", directory, state["iter"])
         return state["iter"], tuple(state.get("position", (0, state["iter"])))

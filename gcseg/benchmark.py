@@ -1,0 +1,314 @@
+"""gcseg against the PaddleSeg 2.8 oracle, in one process, on the same weights and inputs.
+
+Every timed row alternates the two implementations (gcseg, PaddleSeg, PaddleSeg, gcseg, ...)
+so that load from other processes hits both alike; a row reports the median of ``repeats``
+runs after one warm-up each. PaddleSeg is imported only here, never by the product.
+"""
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from gcseg.deploy.flops import count_flops, count_parameters
+from gcseg.deploy.fold_bn import fold_batchnorm
+from gcseg.engine.inference import InferenceSettings, infer_logits
+from gcseg.engine.metrics import ConfusionMatrix
+from gcseg.errors import UsageError
+
+TTA_SCALES = (0.75, 1.0, 1.25)
+
+
+@dataclass
+class Row:
+    name: str
+    unit: str
+    gcseg: float
+    paddleseg: Optional[float]
+
+    @property
+    def ratio(self) -> Optional[float]:
+        if self.paddleseg in (None, 0):
+            return None
+        return self.gcseg / self.paddleseg
+
+
+# ----------------------------------------------------------------------------- oracle
+def patch_paddleseg_calculate_area() -> None:
+    """PaddleSeg 2.8's calculate_area concatenates 0-D sums (fails on Paddle 3): stack them."""
+    from paddleseg.utils import metrics
+
+    def calculate_area(pred, label, num_classes, ignore_index=255):
+        if len(pred.shape) == 4:
+            pred = paddle.squeeze(pred, axis=1)
+        if len(label.shape) == 4:
+            label = paddle.squeeze(label, axis=1)
+        mask = label != ignore_index
+        areas = [], [], []
+        for i in range(num_classes):
+            pred_i = paddle.logical_and(pred == i, mask)
+            label_i = label == i
+            for area, value in zip(areas, (paddle.logical_and(pred_i, label_i), pred_i, label_i)):
+                area.append(paddle.sum(paddle.cast(value, "int64")).reshape([1]))
+        return tuple(paddle.concat(area) for area in areas)
+
+    metrics.calculate_area = calculate_area
+
+
+def paddleseg_twin(model: paddle.nn.Layer, model_cfg: Dict) -> paddle.nn.Layer:
+    """PaddleSeg's GCNet built from the same config section, with a copy of ``model``'s
+    weights (the state-dict keys are identical)."""
+    from paddleseg.models import GCNet, backbones
+    backbone_cfg = {k: v for k, v in model_cfg["backbone"].items() if k not in ("type",
+                                                                               "pretrained")}
+    backbone = getattr(backbones, model_cfg["backbone"]["type"])(**backbone_cfg)
+    kwargs = {k: v for k, v in model_cfg.items()
+              if k not in ("type", "backbone", "pretrained", "num_classes")}
+    twin = GCNet(model.num_classes, backbone, **kwargs)
+    missing = set(twin.state_dict()) ^ set(model.state_dict())
+    if missing:
+        raise UsageError(f"PaddleSeg's GCNet and gcseg's differ in keys: {sorted(missing)[:3]}")
+    twin.set_state_dict(model.state_dict())
+    return twin
+
+
+# ----------------------------------------------------------------------------- timing
+def time_alternating(functions: Dict[str, Callable[[], object]], repeats: int,
+                     warmup: int = 1) -> Dict[str, float]:
+    """Median seconds per call of each function, calls interleaved (order flipped per round)."""
+    names = list(functions)
+    for _ in range(warmup):
+        for name in names:
+            functions[name]()
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    for round_index in range(repeats):
+        for name in (names if round_index % 2 == 0 else names[::-1]):
+            start = time.perf_counter()
+            functions[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def sync(tensor: paddle.Tensor) -> paddle.Tensor:
+    """Wait for the device (a host copy of one value)."""
+    float(tensor.flatten()[0])
+    return tensor
+
+
+def numpy_sgemm_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Peak single-precision matmul rate of numpy's BLAS on this machine, GFLOP/s."""
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    b = a.T.copy()
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size ** 3 / best / 1e9
+
+
+def _timed(function: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------- rows
+def _train_step(model: paddle.nn.Layer, optimizer, images, labels) -> Callable[[], None]:
+    def step():
+        logits = model(images)
+        loss = F.cross_entropy(logits[0], labels, axis=1)
+        for extra in logits[1:]:
+            loss = loss + 0.4 * F.cross_entropy(extra, labels, axis=1)
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        sync(loss)
+    return step
+
+
+def train_rows(model, twin, shape, num_classes: int, repeats: int) -> List[Row]:
+    rng = np.random.default_rng(1)
+    images = paddle.to_tensor(rng.standard_normal([2, *shape[1:]]).astype(np.float32))
+    labels = paddle.to_tensor(rng.integers(0, num_classes, [2, 1, *shape[2:]]).astype("int64"))
+    steps = {}
+    for name, net in (("gcseg", model), ("paddleseg", twin)):
+        net.train()
+        optimizer = paddle.optimizer.SGD(learning_rate=1e-6, parameters=net.parameters())
+        steps[name] = _train_step(net, optimizer, images, labels)
+    times = time_alternating(steps, max(2, repeats // 2))
+    model.eval()
+    twin.eval()
+    return [Row("train step (batch 2)", "s", times["gcseg"], times["paddleseg"])]
+
+
+def eval_rows(folded, twin, image, repeats: int, flops: int, sgemm: float) -> List[Row]:
+    with paddle.no_grad():
+        times = time_alternating({"gcseg": lambda: sync(folded(image)[0]),
+                                  "paddleseg": lambda: sync(twin(image)[0])}, repeats)
+    rate = {k: flops / v / 1e9 for k, v in times.items()}
+    return [Row("eval forward latency", "s", times["gcseg"], times["paddleseg"]),
+            Row("eval forward fps", "img/s", 1 / times["gcseg"], 1 / times["paddleseg"]),
+            Row("eval forward GFLOP/s", "GFLOP/s", rate["gcseg"], rate["paddleseg"]),
+            Row("fraction of numpy SGEMM peak", "%", 100 * rate["gcseg"] / sgemm,
+                100 * rate["paddleseg"] / sgemm)]
+
+
+def tta_rows(folded, twin, image, crop: Tuple[int, int], repeats: int) -> List[Row]:
+    from paddleseg.core import infer
+    height, width = image.shape[2:]
+    trans_info = []
+    ms = InferenceSettings(aug_eval=True, scales=TTA_SCALES, flip_horizontal=True)
+    stride = (crop[0] * 2 // 3, crop[1] * 2 // 3)
+    slide = InferenceSettings(is_slide=True, crop_size=crop, stride=stride)
+    with paddle.no_grad():
+        ms_times = time_alternating({
+            "gcseg": lambda: sync(infer_logits(folded, image, ms, trans_info)),
+            "paddleseg": lambda: sync(infer.aug_inference(
+                twin, image, trans_info, scales=list(TTA_SCALES), flip_horizontal=True)[1])},
+            max(2, repeats // 3))
+        slide_times = time_alternating({
+            "gcseg": lambda: sync(infer_logits(folded, image, slide, trans_info)),
+            "paddleseg": lambda: sync(infer.inference(
+                twin, image, trans_info, is_slide=True, crop_size=crop, stride=stride)[1])},
+            max(2, repeats // 3))
+    return [Row(f"multi-scale {list(TTA_SCALES)} + flip eval / image", "s",
+                ms_times["gcseg"], ms_times["paddleseg"]),
+            Row(f"sliding window {list(crop)} stride {list(stride)} / image", "s",
+                slide_times["gcseg"], slide_times["paddleseg"])]
+
+
+def metric_rows(shape, num_classes: int, repeats: int, eval_seconds: float) -> List[Row]:
+    from paddleseg.utils import metrics
+    patch_paddleseg_calculate_area()
+    rng = np.random.default_rng(2)
+    label = paddle.to_tensor(rng.integers(0, num_classes, shape[2:]).astype("int64"))
+    pred = paddle.to_tensor(rng.integers(0, num_classes, shape[2:]).astype("int32"))
+    matrix = ConfusionMatrix(num_classes)
+    times = time_alternating({
+        "gcseg": lambda: (matrix.update(label, pred), sync(matrix.matrix)),
+        "paddleseg": lambda: sync(metrics.calculate_area(
+            pred[None, None], label[None, None], num_classes)[0])}, repeats * 3)
+    return [Row("metric accumulation / image", "s", times["gcseg"], times["paddleseg"]),
+            Row("metric accumulation / eval forward", "%", 100 * times["gcseg"] / eval_seconds,
+                100 * times["paddleseg"] / eval_seconds)]
+
+
+def deploy_rows(folded, twin, image, repeats: int, work_dir: str) -> List[Row]:
+    """Paddle Inference (oneDNN, folded BN) fp32 and bf16 against PaddleSeg's dygraph."""
+    from gcseg.deploy.predictor import DeployedModel
+    from gcseg.export import export_model
+    export_model(folded, work_dir, output_op="none", fold_bn=False)
+    batch = image.numpy()
+    fp32 = DeployedModel(work_dir)
+    bf16 = DeployedModel(work_dir, bf16=True)
+    with paddle.no_grad():
+        reference = folded(image)[0].numpy()
+        times = time_alternating({"fp32": lambda: fp32.run(batch), "bf16": lambda: bf16.run(batch),
+                                  "paddleseg": lambda: sync(twin(image)[0])}, repeats)
+    out32, out16 = fp32.run(batch), bf16.run(batch)
+    agree = float((out16.argmax(1) == reference.argmax(1)).mean())
+    return [Row("Paddle Inference oneDNN fp32 forward", "s", times["fp32"], times["paddleseg"]),
+            Row("Paddle Inference oneDNN bf16 forward", "s", times["bf16"], times["paddleseg"]),
+            Row("fp32 predictor max |logit - dygraph|", "abs", float(np.abs(out32 - reference).max()),
+                None),
+            Row("bf16 predictor max |logit - fp32|", "abs", float(np.abs(out16 - reference).max()),
+                None),
+            Row("bf16 argmax agreement with fp32", "%", 100 * agree, None)]
+
+
+def peak_rss_mb(impl: str, config: str, size: Tuple[int, int], opts: Sequence[str]) -> float:
+    """Peak RSS of a fresh process that builds one implementation and runs one forward."""
+    code = ("import sys; from gcseg.benchmark import memory_child; "
+            f"memory_child({impl!r}, {config!r}, {tuple(size)!r}, {list(opts)!r})")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, env=env).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def memory_child(impl: str, config: str, size: Tuple[int, int], opts: Sequence[str]) -> None:
+    from gcseg.config import Config
+    cfg = Config(config, list(opts))
+    model = cfg.model
+    net = fold_batchnorm(model) if impl == "gcseg" else paddleseg_twin(model, cfg.dic["model"])
+    net.eval()
+    del model
+    with paddle.no_grad():
+        sync(net(paddle.zeros([1, 3, size[1], size[0]]))[0])
+    if paddle.is_compiled_with_cuda() and paddle.get_device().startswith("gpu"):
+        print(paddle.device.cuda.max_memory_allocated() / 2 ** 20)
+    else:
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+# ----------------------------------------------------------------------------- driver
+def run_benchmark(config: str, input_size: Tuple[int, int] = (512, 256), repeats: int = 5,
+                  opts: Sequence[str] = (), deploy: bool = True, memory: bool = True,
+                  work_dir: str = "output/benchmark") -> Dict:
+    """All rows for ``config`` at ``input_size`` (W, H). Returns ``{"rows": [...], "meta"}``."""
+    from gcseg.config import Config
+    cfg = Config(config, list(opts))
+    model = cfg.model
+    model.eval()
+    twin = paddleseg_twin(model, cfg.dic["model"])
+    twin.eval()
+    folded = fold_batchnorm(model)
+    width, height = input_size
+    shape = [1, 3, height, width]
+    image = paddle.to_tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+    with paddle.no_grad():
+        diff = float(np.abs(folded(image)[0].numpy() - twin(image)[0].numpy()).max())
+    flops = count_flops(model, shape)
+    folded_flops = count_flops(folded, shape)["total"]
+    sgemm = numpy_sgemm_gflops()
+    rows = [Row("parameters", "M", count_parameters(model) / 1e6, count_parameters(twin) / 1e6),
+            Row("FLOPs (gcseg: BN folded)", "GFLOP", folded_flops / 1e9,
+                count_flops(twin, shape)["total"] / 1e9),
+            Row("max |logit gcseg folded - paddleseg|", "abs", diff, None),
+            Row("numpy SGEMM 2048^2", "GFLOP/s", sgemm, None)]
+    forward = eval_rows(folded, twin, image, repeats, flops["total"], sgemm)
+    rows += forward
+    rows += train_rows(model, twin, shape, model.num_classes, repeats)
+    rows += tta_rows(folded, twin, image, (width // 2, height), repeats)
+    rows += metric_rows(shape, model.num_classes, repeats, forward[0].gcseg)
+    if deploy:
+        rows += deploy_rows(folded, twin, image, repeats, os.path.join(work_dir, "exported"))
+    if memory:
+        rows.append(Row("peak memory (RSS, 1 forward)", "MB",
+                        peak_rss_mb("gcseg", config, input_size, opts),
+                        peak_rss_mb("paddleseg", config, input_size, opts)))
+    meta = {"config": config, "input_size": list(input_size), "repeats": repeats,
+            "paddle": paddle.__version__, "flops_by_kind": flops,
+            "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE",
+                                                   "ONEDNN_MAX_CPU_ISA")},
+            "load_average": os.getloadavg()}
+    return {"rows": [dict(asdict(row), ratio=row.ratio) for row in rows], "meta": meta}
+
+
+def format_table(result: Dict) -> str:
+    lines = ["| row | unit | gcseg | PaddleSeg | gcseg/PaddleSeg |", "|---|---|---|---|---|"]
+    for row in result["rows"]:
+        cells = [_fmt(row["gcseg"]), _fmt(row["paddleseg"]), _fmt(row["ratio"], ratio=True)]
+        lines.append(f"| {row['name']} | {row['unit']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value: Optional[float], ratio: bool = False) -> str:
+    if value is None:
+        return "-"
+    if ratio:
+        return f"{value:.2f}"
+    return f"{value:.4g}"
+
+
+def write_json(result: Dict, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(result, handle, indent=2)

@@ -1,0 +1,95 @@
+"""Run an exported model (``export.py``'s directory) with Paddle Inference.
+
+The default configuration is Paddle Inference's own CPU default (oneDNN on), as a deployer who
+never heard of gcseg would load it; ``use_onednn=False`` is the fallback, ``bf16=True`` runs
+oneDNN in bfloat16 (CPUs with AVX512-BF16 / AMX).
+"""
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from gcseg.errors import UsageError
+
+DEPLOY_FILE = "deploy.yml"
+
+
+def read_deploy(model_dir: str) -> Dict:
+    path = os.path.join(model_dir, DEPLOY_FILE)
+    if not os.path.isfile(path):
+        raise UsageError(f"{model_dir}: no {DEPLOY_FILE} (is this a directory written by "
+                         f"scripts/export.py?)")
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["Deploy"]
+
+
+def create_predictor(model_dir: str, *, use_onednn: bool = True, bf16: bool = False,
+                     cpu_threads: Optional[int] = None, use_gpu: bool = False):
+    """A ``paddle.inference`` predictor for ``model_dir`` (default config unless told)."""
+    from paddle import inference
+    deploy = read_deploy(model_dir)
+    config = inference.Config(os.path.join(model_dir, deploy["model"]),
+                              os.path.join(model_dir, deploy["params"]))
+    config.disable_glog_info()
+    if use_gpu:
+        config.enable_use_gpu(256, 0)
+    elif not use_onednn:
+        config.disable_mkldnn()
+    elif bf16:
+        config.enable_mkldnn_bfloat16()
+    if cpu_threads:
+        config.set_cpu_math_library_num_threads(int(cpu_threads))
+    return inference.create_predictor(config)
+
+
+class DeployedModel:
+    """``deploy.yml`` preprocessing + a predictor: ``run(batch)`` and ``predict_file(path)``."""
+
+    def __init__(self, model_dir: str, **predictor_options) -> None:
+        self.deploy = read_deploy(model_dir)
+        self.predictor = create_predictor(model_dir, **predictor_options)
+        normalize = self.deploy["normalize"]
+        self.mean = np.asarray(normalize["mean"], dtype=np.float32).reshape([-1, 1, 1])
+        self.std = np.asarray(normalize["std"], dtype=np.float32).reshape([-1, 1, 1])
+
+    def preprocess(self, image_path: str) -> np.ndarray:
+        """``[1, 3, H, W]`` float32 normalised as the val transforms did."""
+        image = np.asarray(Image.open(image_path).convert("RGB"), dtype=np.float32)
+        if not self.deploy.get("to_rgb", True):
+            image = image[:, :, ::-1]  # the model was trained on BGR (cv2) images
+        chw = image.transpose(2, 0, 1) / 255.0
+        return ((chw - self.mean) / self.std)[None].astype(np.float32)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The program's output for ``batch [N, 3, H, W]``."""
+        handle = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        handle.reshape(list(batch.shape))
+        handle.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
+        self.predictor.run()
+        return self.predictor.get_output_handle(
+            self.predictor.get_output_names()[0]).copy_to_cpu()
+
+    def predict_file(self, image_path: str) -> np.ndarray:
+        """Class ids ``[H, W]`` of one image file (whatever the exported output op)."""
+        output = self.run(self.preprocess(image_path))
+        if self.deploy["output_op"] == "argmax":
+            return output[0].astype(np.int64)
+        return output[0].argmax(axis=0)
+
+
+def infer_images(model_dir: str, image_paths: Sequence[str], save_dir: str,
+                 **predictor_options) -> List[str]:
+    """Segment ``image_paths`` with the exported model; writes ``save_dir/<name>.png`` label
+    images (pixel value = class id) and returns their paths."""
+    model = DeployedModel(model_dir, **predictor_options)
+    os.makedirs(save_dir, exist_ok=True)
+    written = []
+    for image_path in image_paths:
+        label = model.predict_file(image_path)
+        out_path = os.path.join(save_dir, Path(image_path).stem + ".png")
+        Image.fromarray(label.astype(np.uint8)).save(out_path)
+        written.append(out_path)
+    return written

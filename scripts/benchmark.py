@@ -1,0 +1,54 @@
+"""Benchmark gcseg against PaddleSeg 2.8 (the oracle) in one process, same weights and inputs.
+
+    python scripts/benchmark.py --config C [--input_size W H] [--vs paddleseg]
+        [--json out.json] [--repeats N] [--no_deploy] [--no_memory]
+
+Prints a markdown table with the gcseg/PaddleSeg ratio per row.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gcseg import cpu_env  # noqa: E402
+
+cpu_env.configure()
+
+from gcseg import cli  # noqa: E402
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_common_args(parser)
+    parser.add_argument("--input_size", nargs=2, type=int, default=(512, 256),
+                        metavar=("W", "H"))
+    parser.add_argument("--vs", choices=("paddleseg",), default="paddleseg")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--no_deploy", action="store_true",
+                        help="skip the Paddle Inference fp32/bf16 rows")
+    parser.add_argument("--no_memory", action="store_true",
+                        help="skip the peak-memory row (two child processes)")
+    parser.add_argument("--work_dir", default="output/benchmark")
+    return parser
+
+
+def main() -> int:
+    args = get_args_parser().parse_args()
+    from gcseg.benchmark import format_table, run_benchmark, write_json
+
+    cli.select_device(args)
+    result = run_benchmark(args.config, tuple(args.input_size), args.repeats,
+                           opts=args.opts or [], deploy=not args.no_deploy,
+                           memory=not args.no_memory, work_dir=args.work_dir)
+    print(format_table(result))
+    print(f"load average during the run: {result['meta']['load_average']}")
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.main_guard(main)

@@ -1,0 +1,55 @@
+"""The benchmark runs end to end on a tiny config; checks the table's structure, not timings."""
+import json
+
+import pytest
+
+from gcseg.benchmark import format_table, run_benchmark, time_alternating, write_json
+
+TINY_CONFIG = """
+model:
+  type: GCNet
+  num_classes: 19
+  backbone:
+    type: ResNet18_vd
+    output_stride: 8
+  gc_channels: 32
+val_dataset:
+  type: Cityscapes
+  dataset_root: {root}
+  transforms:
+    - type: Normalize
+  mode: val
+"""
+
+
+def test_time_alternating_interleaves_calls():
+    calls = []
+    medians = time_alternating({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                               repeats=3, warmup=1)
+    assert set(medians) == {"a", "b"} and all(v >= 0 for v in medians.values())
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_benchmark_end_to_end_table(tmp_path):
+    config = tmp_path / "tiny.yml"
+    config.write_text(TINY_CONFIG.format(root=tmp_path / "data"))
+    result = run_benchmark(str(config), input_size=(96, 64), repeats=1, deploy=True,
+                           memory=False, work_dir=str(tmp_path / "work"))
+    rows = {row["name"]: row for row in result["rows"]}
+    for name in ("parameters", "eval forward latency", "train step (batch 2)",
+                 "metric accumulation / image", "Paddle Inference oneDNN fp32 forward",
+                 "fraction of numpy SGEMM peak"):
+        assert name in rows
+    assert any(name.startswith("multi-scale") for name in rows)
+    assert any(name.startswith("sliding window") for name in rows)
+    assert rows["parameters"]["ratio"] == pytest.approx(1.0)  # same architecture, same weights
+    assert rows["max |logit gcseg folded - paddleseg|"]["gcseg"] < 1e-3
+    timed = rows["eval forward latency"]
+    assert timed["ratio"] == pytest.approx(timed["gcseg"] / timed["paddleseg"])
+
+    table = format_table(result)
+    assert table.splitlines()[0].startswith("| row | unit | gcseg | PaddleSeg |")
+    assert len(table.splitlines()) == len(result["rows"]) + 2
+    write_json(result, str(tmp_path / "out.json"))
+    assert json.loads((tmp_path / "out.json").read_text())["rows"][0]["name"] == "parameters"
