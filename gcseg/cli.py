@@ -62,6 +62,9 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--stride", nargs=2, type=int, default=None, metavar=("W", "H"))
     group.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
                        help="inference precision (default fp32)")
+    group.add_argument("--tta_average", choices=("logits", "probs"), default=None,
+                       help="average the views' logits (PaddleSeg, default) or their softmax "
+                            "probabilities (MMSegmentation)")
 
 
 def _as_float_list(value: Any) -> List[float]:
@@ -75,18 +78,19 @@ def _as_float_list(value: Any) -> List[float]:
 def inference_settings(args: argparse.Namespace, cfg) -> Dict[str, Any]:
     """Flags over the config's ``test:`` defaults, normalised (scales as a list of floats)."""
     settings = cfg.runtime("test")
-    for key in list(settings) + ["precision"]:
+    for key in list(settings) + ["precision", "tta_average"]:
         flag = getattr(args, key, None)
         if flag is not None:
             settings[key] = flag
     settings["scales"] = _as_float_list(settings.get("scales", 1.0))
     settings.setdefault("precision", "fp32")
+    settings.setdefault("tta_average", "logits")
     if settings.get("is_slide") and (not settings.get("crop_size") or not settings.get("stride")):
         raise UsageError("--is_slide needs --crop_size W H and --stride W H "
                          "(or test.crop_size / test.stride in the config)")
     return {key: settings[key] for key in ("aug_eval", "scales", "flip_horizontal",
                                            "flip_vertical", "is_slide", "crop_size", "stride",
-                                           "precision")}
+                                           "precision", "tta_average")}
 
 
 def load_config(args: argparse.Namespace, extra_opts: Optional[List[str]] = None,

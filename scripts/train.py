@@ -53,11 +53,20 @@ def config_overrides(args: argparse.Namespace) -> list:
             if getattr(args, flag) is not None]
 
 
+def setup_logging(is_first_rank: bool) -> None:
+    """gcseg's log lines on stderr (INFO on rank 0). A handler of our own: Paddle 2.6
+    reconfigures the root logger when it is imported."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log = logging.getLogger("gcseg")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if is_first_rank else logging.WARNING)
+    log.propagate = False
+
+
 def main() -> int:
     args = get_args_parser().parse_args()
-    is_first_rank = os.environ.get("PADDLE_TRAINER_ID", "0") == "0"
-    logging.basicConfig(level=logging.INFO if is_first_rank else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(is_first_rank=os.environ.get("PADDLE_TRAINER_ID", "0") == "0")
     from gcseg.engine.distributed import init_distributed
     from gcseg.engine.trainer import TrainSettings, train
 

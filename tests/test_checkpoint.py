@@ -103,7 +103,7 @@ def test_sigterm_saves_a_checkpoint_at_the_current_iteration_and_exits(tmp_path)
     config_path = write_tiny_config(tmp_path)
     save_dir = tmp_path / "out"
     command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--config", str(config_path),
-               "--iters", "1000", "--save_interval", "1000", "--log_iters", "1",
+               "--iters", "300", "--save_interval", "1000", "--log_iters", "1",
                "--save_dir", str(save_dir), "--device", "cpu"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     for line in process.stderr:

@@ -5,6 +5,7 @@ each rank trains on its own shard (so the BatchNorm running statistics, local on
 The test launches this file itself as the worker: each rank trains with the library and writes
 its final weights to ``<out>/rank<R>.npz``.
 """
+import logging
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ def worker(config_path: str, save_dir: str, out_dir: str) -> None:
     from gcseg.engine.distributed import get_rank, init_distributed
     from gcseg.engine.trainer import Trainer, TrainSettings
 
+    logging.basicConfig(level=logging.INFO, force=True)  # both ranks may log: only 0 should
     init_distributed()
     cfg = Config(config_path, ["iters=2", "batch_size=1"])
     trainer = Trainer(cfg, TrainSettings.from_config(cfg, save_dir=save_dir))

@@ -26,7 +26,7 @@ def check_precision(precision: str, amp_level: str) -> None:
     on_gpu = paddle.is_compiled_with_cuda() and paddle.get_device().startswith("gpu")
     if precision == "fp16" and not on_gpu:
         raise UsageError(f"--precision fp16 needs a GPU (device is {paddle.get_device()}); "
-                         "use --precision fp32 or bf16")
+                         "use --precision fp32")
     if precision == "bf16" and not on_gpu and not paddle.amp.is_bfloat16_supported():
         raise UsageError(f"--precision bf16 is not supported on {paddle.get_device()} by this "
                          "Paddle build; use --precision fp32")

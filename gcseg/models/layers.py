@@ -38,7 +38,8 @@ class ConvBNReLU(ConvBN):
     """``ConvBN`` followed by ReLU."""
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return F.relu(super().forward(x))
+        # Not ``super()``: Paddle 2.6's dygraph-to-static converter loses its __class__ cell.
+        return F.relu(self._batch_norm(self._conv(x)))
 
 
 def resize(x: paddle.Tensor, size: Union[Sequence[int], paddle.Tensor],
