@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gcseg.config import Config
 from gcseg.data.quickstart import make_quickstart_dataset
@@ -21,6 +22,7 @@ def constant_prediction_scores(dataset) -> tuple:
     return share / np.count_nonzero(counts), share
 
 
+@pytest.mark.slow
 def test_a_short_quickstart_run_learns_well_above_the_constant_baseline(tmp_path):
     data_root = make_quickstart_dataset(tmp_path / "quickstart", num_train=32, num_val=8)
     cfg = Config(CONFIG, [f"iters={SHORT_ITERS}", f"train_dataset.dataset_root={data_root}",

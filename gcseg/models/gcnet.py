@@ -29,9 +29,12 @@ class ChannelLayerNorm(nn.LayerNorm):
         super().__init__(channels)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        # with 1x1 spatial size [N, C, 1, 1] and [N, 1, 1, C] share one memory layout
-        y = super().forward(paddle.reshape(x, [0, 1, 1, -1]))
-        return paddle.reshape(y, [0, -1, 1, 1])
+        # with 1x1 spatial size [N, C, 1, 1] and [N, 1, 1, C] share one memory layout.
+        # F.layer_norm, not super(): Paddle 2.6's dygraph-to-static loses the __class__ cell.
+        y = F.layer_norm(paddle.reshape(x, [0, 1, 1, *self._normalized_shape]),
+                         self._normalized_shape,
+                         self.weight, self.bias, self._epsilon)
+        return paddle.reshape(y, [0, *self._normalized_shape, 1, 1])
 
 
 class GlobalContextBlock(nn.Layer):

@@ -47,7 +47,7 @@ class VdShortcut(ConvBN):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if self.downsample:
             x = F.avg_pool2d(x, kernel_size=2, stride=2, ceil_mode=True)
-        return super().forward(x)
+        return self._batch_norm(self._conv(x))  # not super(): see ConvBNReLU.forward
 
 
 class BasicBlock(nn.Layer):
