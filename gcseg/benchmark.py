@@ -19,6 +19,7 @@ import paddle
 import paddle.nn.functional as F
 
 from gcseg.deploy.flops import count_flops, count_parameters
+from gcseg.deploy.engine import engine_name, inference_forward
 from gcseg.deploy.fold_bn import fold_batchnorm
 from gcseg.engine.inference import InferenceSettings, infer_logits
 from gcseg.engine.metrics import ConfusionMatrix
@@ -147,19 +148,20 @@ def train_rows(model, twin, shape, num_classes: int, repeats: int) -> List[Row]:
     return [Row("train step (batch 2)", "s", times["gcseg"], times["paddleseg"])]
 
 
-def eval_rows(folded, twin, image, repeats: int, flops: int, sgemm: float) -> List[Row]:
+def eval_rows(forward, twin, image, repeats: int, flops: int, sgemm: float,
+              suffix: str = "") -> List[Row]:
+    """Latency, GFLOP/s (FLOPs of the unfolded model) and fraction of the SGEMM peak."""
     with paddle.no_grad():
-        times = time_alternating({"gcseg": lambda: sync(folded(image)[0]),
+        times = time_alternating({"gcseg": lambda: sync(forward(image)[0]),
                                   "paddleseg": lambda: sync(twin(image)[0])}, repeats)
     rate = {k: flops / v / 1e9 for k, v in times.items()}
-    return [Row("eval forward latency", "s", times["gcseg"], times["paddleseg"]),
-            Row("eval forward fps", "img/s", 1 / times["gcseg"], 1 / times["paddleseg"]),
-            Row("eval forward GFLOP/s", "GFLOP/s", rate["gcseg"], rate["paddleseg"]),
-            Row("fraction of numpy SGEMM peak", "%", 100 * rate["gcseg"] / sgemm,
+    return [Row(f"eval forward latency{suffix}", "s", times["gcseg"], times["paddleseg"]),
+            Row(f"eval forward GFLOP/s{suffix}", "GFLOP/s", rate["gcseg"], rate["paddleseg"]),
+            Row(f"fraction of numpy SGEMM peak{suffix}", "%", 100 * rate["gcseg"] / sgemm,
                 100 * rate["paddleseg"] / sgemm)]
 
 
-def tta_rows(folded, twin, image, crop: Tuple[int, int], repeats: int) -> List[Row]:
+def tta_rows(forward, twin, image, crop: Tuple[int, int], repeats: int) -> List[Row]:
     from paddleseg.core import infer
     height, width = image.shape[2:]
     trans_info = []
@@ -168,12 +170,12 @@ def tta_rows(folded, twin, image, crop: Tuple[int, int], repeats: int) -> List[R
     slide = InferenceSettings(is_slide=True, crop_size=crop, stride=stride)
     with paddle.no_grad():
         ms_times = time_alternating({
-            "gcseg": lambda: sync(infer_logits(folded, image, ms, trans_info)),
+            "gcseg": lambda: sync(infer_logits(forward, image, ms, trans_info)),
             "paddleseg": lambda: sync(infer.aug_inference(
                 twin, image, trans_info, scales=list(TTA_SCALES), flip_horizontal=True)[1])},
             max(2, repeats // 3))
         slide_times = time_alternating({
-            "gcseg": lambda: sync(infer_logits(folded, image, slide, trans_info)),
+            "gcseg": lambda: sync(infer_logits(forward, image, slide, trans_info)),
             "paddleseg": lambda: sync(infer.inference(
                 twin, image, trans_info, is_slide=True, crop_size=crop, stride=stride)[1])},
             max(2, repeats // 3))
@@ -199,25 +201,21 @@ def metric_rows(shape, num_classes: int, repeats: int, eval_seconds: float) -> L
                 100 * times["paddleseg"] / eval_seconds)]
 
 
-def deploy_rows(folded, twin, image, repeats: int, work_dir: str) -> List[Row]:
-    """Paddle Inference (oneDNN, folded BN) fp32 and bf16 against PaddleSeg's dygraph."""
+def deploy_rows(forward, model, image, repeats: int, work_dir: str) -> List[Row]:
+    """Paddle Inference in bf16 (oneDNN, same threads) against the fp32 engine ``forward``."""
+    from gcseg.deploy.engine import cpu_threads
     from gcseg.deploy.predictor import DeployedModel
     from gcseg.export import export_model
-    export_model(folded, work_dir, output_op="none", fold_bn=False)
+    export_model(model, work_dir, output_op="none")
     batch = image.numpy()
-    fp32 = DeployedModel(work_dir)
-    bf16 = DeployedModel(work_dir, bf16=True)
-    with paddle.no_grad():
-        reference = folded(image)[0].numpy()
-        times = time_alternating({"fp32": lambda: fp32.run(batch), "bf16": lambda: bf16.run(batch),
-                                  "paddleseg": lambda: sync(twin(image)[0])}, repeats)
-    out32, out16 = fp32.run(batch), bf16.run(batch)
-    agree = float((out16.argmax(1) == reference.argmax(1)).mean())
-    return [Row("Paddle Inference oneDNN fp32 forward", "s", times["fp32"], times["paddleseg"]),
-            Row("Paddle Inference oneDNN bf16 forward", "s", times["bf16"], times["paddleseg"]),
-            Row("fp32 predictor max |logit - dygraph|", "abs", float(np.abs(out32 - reference).max()),
-                None),
-            Row("bf16 predictor max |logit - fp32|", "abs", float(np.abs(out16 - reference).max()),
+    bf16 = DeployedModel(work_dir, bf16=True, cpu_threads=cpu_threads())
+    times = time_alternating({"bf16": lambda: bf16.run(batch),
+                              "fp32": lambda: sync(forward(image)[0])}, repeats)
+    out32, out16 = forward(image)[0].numpy(), bf16.run(batch)
+    agree = float((out16.argmax(1) == out32.argmax(1)).mean())
+    return [Row("Paddle Inference oneDNN bf16 forward (vs gcseg fp32 engine)", "s",
+                times["bf16"], times["fp32"]),
+            Row("bf16 predictor max |logit - fp32|", "abs", float(np.abs(out16 - out32).max()),
                 None),
             Row("bf16 argmax agreement with fp32", "%", 100 * agree, None)]
 
@@ -237,22 +235,130 @@ def memory_child(impl: str, config: str, size: Tuple[int, int], opts: Sequence[s
     from gcseg.config import Config
     cfg = Config(config, list(opts))
     model = cfg.model
-    net = fold_batchnorm(model) if impl == "gcseg" else paddleseg_twin(model, cfg.dic["model"])
-    net.eval()
+    model.eval()
+    net = inference_forward(model) if impl == "gcseg" else paddleseg_twin(model, cfg.dic["model"])
     del model
     with paddle.no_grad():
         sync(net(paddle.zeros([1, 3, size[1], size[0]]))[0])
     if paddle.is_compiled_with_cuda() and paddle.get_device().startswith("gpu"):
         print(paddle.device.cuda.max_memory_allocated() / 2 ** 20)
     else:
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(peak_rss_of_this_process_mb())
+
+
+def peak_rss_of_this_process_mb() -> float:
+    """``VmHWM`` of this process. (``ru_maxrss`` is no good here: Linux carries the parent's
+    peak into a child across fork + exec, so every child reported the benchmark's own peak.)"""
+    try:
+        with open("/proc/self/status", encoding="utf-8") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ----------------------------------------------------------------------------- whole process
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TUNING_VARIABLES = ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "ONEDNN_MAX_CPU_ISA",
+                    "GCSEG_NO_CPU_TUNING")
+
+
+def plain_environment() -> Dict[str, str]:
+    """The user's environment without any CPU tuning variable (PaddleSeg as shipped)."""
+    env = {k: v for k, v in os.environ.items() if k not in TUNING_VARIABLES}
+    env["PYTHONPATH"] = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
+    return env
+
+
+def tuned_environment() -> Dict[str, str]:
+    """The plain environment plus gcseg.cpu_env's recommended variables, for both programs."""
+    from gcseg.cpu_env import recommended_settings
+    return dict(plain_environment(), **recommended_settings())
+
+
+def prepare_val_run(model, config_dic: Dict, work_dir: str, input_size: Tuple[int, int],
+                    num_images: int) -> Tuple[str, str]:
+    """A generated Cityscapes-layout val set, the config (both programs load it) pointing at
+    it, and the model's weights."""
+    import yaml
+    from gcseg.data.quickstart import make_quickstart_dataset
+    root = str(make_quickstart_dataset(os.path.join(work_dir, "val_data"), num_train=1,
+                                       num_val=num_images, size=tuple(input_size)))
+    dic = json.loads(json.dumps(config_dic))  # a deep, YAML-safe copy
+    dic["model"].pop("pretrained", None)
+    dic["model"]["backbone"].pop("pretrained", None)
+    for split in ("train_dataset", "val_dataset"):
+        dic[split].update(type="Cityscapes", dataset_root=root)
+    config = os.path.join(work_dir, "val_config.yml")
+    with open(config, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(dic, handle, sort_keys=False)
+    weights = os.path.join(work_dir, "model.pdparams")
+    paddle.save(model.state_dict(), weights)
+    return config, weights
+
+
+def paddleseg_val_child(config: str, model_path: str) -> None:
+    """PaddleSeg 2.8's ``tools/val.py`` steps: its config, builder, weights and evaluate (with
+    the 0-D ``calculate_area`` fix, which Paddle 3 needs)."""
+    from paddleseg.core import evaluate
+    from paddleseg.cvlibs import Config, SegBuilder
+    from paddleseg.utils import load_entire_model
+    patch_paddleseg_calculate_area()
+    builder = SegBuilder(Config(config))
+    model = builder.model
+    load_entire_model(model, model_path)
+    evaluate(model, builder.val_dataset)
+
+
+def _run(command: List[str], env: Dict[str, str]) -> None:
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise UsageError(f"{' '.join(command[:3])} failed: {done.stderr.strip()[-500:]}")
+
+
+def val_process_rows(model, config_dic: Dict, work_dir: str, input_size: Tuple[int, int],
+                     num_images: int, repeats: int) -> List[Row]:
+    """``scripts/val.py`` against PaddleSeg's evaluate, each a fresh process on the same data
+    and weights: as users run them (gcseg sets up the CPU itself, PaddleSeg gets the plain
+    environment) and with both in the tuned environment."""
+    config, weights = prepare_val_run(model, config_dic, work_dir, input_size, num_images)
+    gcseg = [sys.executable, os.path.join(ROOT, "scripts", "val.py"), "--config", config,
+             "--model_path", weights]
+    paddleseg = [sys.executable, "-c", "from gcseg.benchmark import paddleseg_val_child; "
+                 f"paddleseg_val_child({config!r}, {weights!r})"]
+    rows = []
+    for label, env in (("as users run them: gcseg tunes the CPU itself, PaddleSeg plain env",
+                        plain_environment()),
+                       ("same env: both with OMP_NUM_THREADS + MKL_DEBUG_CPU_TYPE",
+                        tuned_environment())):
+        times = time_alternating({"gcseg": lambda: _run(gcseg, env),
+                                  "paddleseg": lambda: _run(paddleseg, env)}, repeats, warmup=0)
+        rows.append(Row(f"val.py whole process, {num_images} images, {label}", "s",
+                        times["gcseg"], times["paddleseg"]))
+    return rows
 
 
 # ----------------------------------------------------------------------------- driver
+def model_rows(model, twin, folded, shape) -> Tuple[List[Row], Dict[str, int]]:
+    """Parameters, FLOPs and the folded model's agreement with PaddleSeg's."""
+    image = paddle.to_tensor(np.random.default_rng(3).standard_normal(shape).astype(np.float32))
+    with paddle.no_grad():
+        diff = float(np.abs(folded(image)[0].numpy() - twin(image)[0].numpy()).max())
+    flops = count_flops(model, shape)
+    return [Row("parameters", "M", count_parameters(model) / 1e6, count_parameters(twin) / 1e6),
+            Row("FLOPs (gcseg: BN folded)", "GFLOP", count_flops(folded, shape)["total"] / 1e9,
+                count_flops(twin, shape)["total"] / 1e9),
+            Row("max |logit gcseg folded - paddleseg|", "abs", diff, None)], flops
+
+
 def run_benchmark(config: str, input_size: Tuple[int, int] = (512, 256), repeats: int = 5,
                   opts: Sequence[str] = (), deploy: bool = True, memory: bool = True,
-                  work_dir: str = "output/benchmark") -> Dict:
-    """All rows for ``config`` at ``input_size`` (W, H). Returns ``{"rows": [...], "meta"}``."""
+                  work_dir: str = "output/benchmark", val_images: int = 0,
+                  val_repeats: int = 1) -> Dict:
+    """All rows for ``config`` at ``input_size`` (W, H); ``val_images > 0`` adds the
+    whole-process val.py rows. Returns ``{"rows": [...], "meta": {...}}``."""
     from gcseg.config import Config
     cfg = Config(config, list(opts))
     model = cfg.model
@@ -260,34 +366,32 @@ def run_benchmark(config: str, input_size: Tuple[int, int] = (512, 256), repeats
     twin = paddleseg_twin(model, cfg.dic["model"])
     twin.eval()
     folded = fold_batchnorm(model)
+    forward = inference_forward(model)  # what evaluate() runs
     width, height = input_size
     shape = [1, 3, height, width]
     image = paddle.to_tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
-    with paddle.no_grad():
-        diff = float(np.abs(folded(image)[0].numpy() - twin(image)[0].numpy()).max())
-    flops = count_flops(model, shape)
-    folded_flops = count_flops(folded, shape)["total"]
+    rows, flops = model_rows(model, twin, folded, shape)
     sgemm = numpy_sgemm_gflops()
-    rows = [Row("parameters", "M", count_parameters(model) / 1e6, count_parameters(twin) / 1e6),
-            Row("FLOPs (gcseg: BN folded)", "GFLOP", folded_flops / 1e9,
-                count_flops(twin, shape)["total"] / 1e9),
-            Row("max |logit gcseg folded - paddleseg|", "abs", diff, None),
-            Row("numpy SGEMM 2048^2", "GFLOP/s", sgemm, None)]
-    forward = eval_rows(folded, twin, image, repeats, flops["total"], sgemm)
-    rows += forward
-    rows += train_rows(model, twin, shape, model.num_classes, repeats)
-    rows += tta_rows(folded, twin, image, (width // 2, height), repeats)
-    rows += metric_rows(shape, model.num_classes, repeats, forward[0].gcseg)
+    rows.append(Row("numpy SGEMM 2048^2", "GFLOP/s", sgemm, None))
+    engine_rows = eval_rows(forward, twin, image, repeats, flops["total"], sgemm,
+                            f" ({engine_name(forward)})")
+    rows += engine_rows
+    rows += eval_rows(folded, twin, image, repeats, flops["total"], sgemm, " (dygraph, BN folded)")
+    rows += tta_rows(forward, twin, image, (width // 2, height), repeats)
+    rows += metric_rows(shape, model.num_classes, repeats, engine_rows[0].gcseg)
     if deploy:
-        rows += deploy_rows(folded, twin, image, repeats, os.path.join(work_dir, "exported"))
+        rows += deploy_rows(forward, folded, image, repeats, os.path.join(work_dir, "exported"))
+    rows += train_rows(model, twin, shape, model.num_classes, repeats)  # changes the weights
     if memory:
-        rows.append(Row("peak memory (RSS, 1 forward)", "MB",
+        rows.append(Row("peak memory (RSS, build + 1 forward)", "MB",
                         peak_rss_mb("gcseg", config, input_size, opts),
                         peak_rss_mb("paddleseg", config, input_size, opts)))
+    if val_images:
+        rows += val_process_rows(model, cfg.dic, work_dir, input_size, val_images,
+                                 val_repeats)
     meta = {"config": config, "input_size": list(input_size), "repeats": repeats,
-            "paddle": paddle.__version__, "flops_by_kind": flops,
-            "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE",
-                                                   "ONEDNN_MAX_CPU_ISA")},
+            "paddle": paddle.__version__, "flops_by_kind": flops, "engine": engine_name(forward),
+            "env": {k: os.environ.get(k) for k in TUNING_VARIABLES[:3]},
             "load_average": os.getloadavg()}
     return {"rows": [dict(asdict(row), ratio=row.ratio) for row in rows], "meta": meta}
 

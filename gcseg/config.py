@@ -143,7 +143,7 @@ def parse_opts(opts: Optional[Sequence[str]]) -> List[tuple]:
     for item in opts or []:
         key, sep, raw = str(item).partition("=")
         if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
-            raise ConfigError(f"{OPTS_ORIGIN}: '{item}': expected key=value, e.g. "
+            raise ConfigError(f"{OPTS_ORIGIN}: {str(item)!r}: expected key=value, e.g. "
                               "batch_size=4 or model.backbone.output_stride=16")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None

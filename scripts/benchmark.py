@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py --config C [--input_size W H] [--vs paddleseg]
         [--json out.json] [--repeats N] [--no_deploy] [--no_memory]
+        [--val_images N [--val_repeats R]]
 
 Prints a markdown table with the gcseg/PaddleSeg ratio per row.
 """
@@ -31,6 +32,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="skip the Paddle Inference fp32/bf16 rows")
     parser.add_argument("--no_memory", action="store_true",
                         help="skip the peak-memory row (two child processes)")
+    parser.add_argument("--val_images", type=int, default=0,
+                        help="add the whole-process rows: scripts/val.py vs PaddleSeg's "
+                             "evaluate on this many generated images of --input_size")
+    parser.add_argument("--val_repeats", type=int, default=1)
     parser.add_argument("--work_dir", default="output/benchmark")
     return parser
 
@@ -42,7 +47,8 @@ def main() -> int:
     cli.select_device(args)
     result = run_benchmark(args.config, tuple(args.input_size), args.repeats,
                            opts=args.opts or [], deploy=not args.no_deploy,
-                           memory=not args.no_memory, work_dir=args.work_dir)
+                           memory=not args.no_memory, work_dir=args.work_dir,
+                           val_images=args.val_images, val_repeats=args.val_repeats)
     print(format_table(result))
     print(f"load average during the run: {result['meta']['load_average']}")
     if args.json:

@@ -5,7 +5,20 @@ import pytest
 
 from gcseg.benchmark import format_table, run_benchmark, time_alternating, write_json
 
+# A complete PaddleSeg-style config: PaddleSeg's own Config (the whole-process row) insists on
+# batch_size, iters, train_dataset, optimizer, lr_scheduler and loss.
 TINY_CONFIG = """
+batch_size: 2
+iters: 10
+optimizer:
+  type: SGD
+lr_scheduler:
+  type: PolynomialDecay
+  learning_rate: 0.01
+loss:
+  types:
+    - type: CrossEntropyLoss
+  coef: [1]
 model:
   type: GCNet
   num_classes: 19
@@ -13,6 +26,12 @@ model:
     type: ResNet18_vd
     output_stride: 8
   gc_channels: 32
+train_dataset:
+  type: Cityscapes
+  dataset_root: {root}
+  transforms:
+    - type: Normalize
+  mode: train
 val_dataset:
   type: Cityscapes
   dataset_root: {root}
@@ -35,17 +54,20 @@ def test_benchmark_end_to_end_table(tmp_path):
     config = tmp_path / "tiny.yml"
     config.write_text(TINY_CONFIG.format(root=tmp_path / "data"))
     result = run_benchmark(str(config), input_size=(96, 64), repeats=1, deploy=True,
-                           memory=False, work_dir=str(tmp_path / "work"))
+                           memory=False, work_dir=str(tmp_path / "work"), val_images=1)
     rows = {row["name"]: row for row in result["rows"]}
-    for name in ("parameters", "eval forward latency", "train step (batch 2)",
-                 "metric accumulation / image", "Paddle Inference oneDNN fp32 forward",
-                 "fraction of numpy SGEMM peak"):
+    assert result["meta"]["engine"] == "predictor"
+    for name in ("parameters", "eval forward latency (predictor)", "train step (batch 2)",
+                 "eval forward latency (dygraph, BN folded)", "metric accumulation / image",
+                 "fraction of numpy SGEMM peak (predictor)", "bf16 argmax agreement with fp32"):
         assert name in rows
+    whole = [row for name, row in rows.items() if name.startswith("val.py whole process")]
+    assert len(whole) == 2 and all(row["gcseg"] > 0 and row["paddleseg"] > 0 for row in whole)
     assert any(name.startswith("multi-scale") for name in rows)
     assert any(name.startswith("sliding window") for name in rows)
     assert rows["parameters"]["ratio"] == pytest.approx(1.0)  # same architecture, same weights
     assert rows["max |logit gcseg folded - paddleseg|"]["gcseg"] < 1e-3
-    timed = rows["eval forward latency"]
+    timed = rows["eval forward latency (predictor)"]
     assert timed["ratio"] == pytest.approx(timed["gcseg"] / timed["paddleseg"])
 
     table = format_table(result)

@@ -1,5 +1,6 @@
 """Every shipped config loads, says what its name says, builds its model and datasets, and (one per
-dataset) trains one step; docs/RESULTS.md and the PaddleSeg-layout fixtures agree with them."""
+dataset) trains one step; the README's results table and the PaddleSeg-layout fixtures agree
+with them."""
 import json
 import re
 from pathlib import Path
@@ -173,9 +174,9 @@ def test_paddleseg_config_loads_unchanged_and_matches_ours(name):
     assert type(theirs.optimizer).__name__ == "Momentum"
 
 
-# ----------------------------------------------------------------------------- docs/RESULTS.md
+# ----------------------------------------------------------------------------- README results
 def results_rows() -> list:
-    text = (ROOT / "docs" / "RESULTS.md").read_text()
+    text = (ROOT / "README.md").read_text()
     lines = [line for line in text.splitlines() if line.startswith("| `configs/")]
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
 

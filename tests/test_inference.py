@@ -6,6 +6,7 @@ import paddle.nn.functional as F
 import pytest
 from paddleseg.core import infer as oracle
 
+from gcseg.engine import inference
 from gcseg.engine.inference import InferenceSettings, infer_logits, window_origins
 from gcseg.errors import UsageError
 
@@ -126,3 +127,34 @@ def test_settings_reject_bad_values():
         InferenceSettings(precision="fp16")
     with pytest.raises(UsageError, match="tta_average"):
         InferenceSettings(tta_average="votes")
+
+
+class CountingNet(TinySegNet):
+    """TinySegNet that records the batch size of every forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batch_sizes = []
+
+    def forward(self, x):
+        self.batch_sizes.append(x.shape[0])
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("batch_pixels, expected_batches",
+                         [(10 ** 6, [18]), (4 * 24 * 16, [4, 4, 4, 4, 2])])
+def test_slide_batches_windows_and_equals_paddleseg(monkeypatch, image, batch_pixels,
+                                                    expected_batches):
+    """3 x 3 windows x 2 flips: one forward of all 18 crops, or forwards of at most 2 windows
+    (4 crops) when the pixel budget is small."""
+    paddle.seed(0)
+    net = CountingNet()
+    net.eval()
+    monkeypatch.setattr(inference, "SLIDE_BATCH_PIXELS", batch_pixels)
+    settings = InferenceSettings(aug_eval=True, flip_horizontal=True, is_slide=True,
+                                 crop_size=(24, 16), stride=(16, 12))
+    _, expected = oracle.aug_inference(net, image, [], scales=1.0, flip_horizontal=True,
+                                       is_slide=True, crop_size=(24, 16), stride=(16, 12))
+    net.batch_sizes.clear()
+    assert_close(infer_logits(net, image, settings), expected)
+    assert net.batch_sizes == expected_batches

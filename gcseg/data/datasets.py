@@ -4,9 +4,11 @@
 checks at construction that its root and every listed file exist, and checks each label's
 values when the sample is read (reading all labels up front would cost minutes on Cityscapes).
 """
+import contextlib
+import contextvars
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -25,8 +27,24 @@ def _missing_message(what: str, missing: Sequence[str], total: int) -> str:
     return f"{len(missing)} of {total} {what} missing: {shown}{more}"
 
 
+_FILE_CHECKS_DEFERRED = contextvars.ContextVar("gcseg_file_checks_deferred", default=False)
+
+
+@contextlib.contextmanager
+def deferred_file_checks() -> Iterator[None]:
+    """Build datasets without the file-existence check, for a caller that checks every entry
+    itself and reports all problems at once (gcseg.data.check)."""
+    token = _FILE_CHECKS_DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _FILE_CHECKS_DEFERRED.reset(token)
+
+
 def check_files_exist(file_list: FileList, source: str) -> None:
     """DataError naming the first few missing images/labels of ``file_list`` and their count."""
+    if _FILE_CHECKS_DEFERRED.get():
+        return
     paths = [p for pair in file_list for p in pair if p is not None]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
@@ -118,19 +136,24 @@ class SegDataset:
 
 
 def _read_file_list(list_path: Path, root: Path, separator: str, need_labels: bool) -> FileList:
+    if not isinstance(separator, str) or not separator:
+        raise ConfigError(f"Dataset.separator: expected a non-empty string, got {separator!r}")
+    try:
+        lines = list_path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{list_path}: not a UTF-8 text file ({error})") from None
     entries: FileList = []
-    with open(list_path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            items = line.strip().split(separator)
-            if len(items) == 2:
-                entries.append((str(root / items[0]), str(root / items[1])))
-            elif len(items) == 1 and not need_labels:
-                entries.append((str(root / items[0]), None))
-            else:
-                expected = "'image{0}label'".format(separator) if need_labels else "'image'"
-                raise DataError(f"{list_path}:{number}: expected {expected}, got {line.strip()!r}")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        items = line.strip().split(separator)
+        if len(items) == 2:
+            entries.append((str(root / items[0]), str(root / items[1])))
+        elif len(items) == 1 and not need_labels:
+            entries.append((str(root / items[0]), None))
+        else:
+            expected = "'image{0}label'".format(separator) if need_labels else "'image'"
+            raise DataError(f"{list_path}:{number}: expected {expected}, got {line.strip()!r}")
     if not entries:
         raise DataError(f"{list_path}: the file list is empty")
     return entries

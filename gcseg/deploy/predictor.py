@@ -27,8 +27,12 @@ def read_deploy(model_dir: str) -> Dict:
 
 
 def create_predictor(model_dir: str, *, use_onednn: bool = True, bf16: bool = False,
-                     cpu_threads: Optional[int] = None, use_gpu: bool = False):
-    """A ``paddle.inference`` predictor for ``model_dir`` (default config unless told)."""
+                     cpu_threads: Optional[int] = None, use_gpu: bool = False,
+                     shape_cache_capacity: Optional[int] = None):
+    """A ``paddle.inference`` predictor for ``model_dir`` (default config unless told).
+
+    Paddle Inference runs on one CPU thread unless ``cpu_threads`` says otherwise (it ignores
+    ``OMP_NUM_THREADS``); ``shape_cache_capacity`` bounds oneDNN's per-input-shape cache."""
     from paddle import inference
     deploy = read_deploy(model_dir)
     config = inference.Config(os.path.join(model_dir, deploy["model"]),
@@ -42,6 +46,8 @@ def create_predictor(model_dir: str, *, use_onednn: bool = True, bf16: bool = Fa
         config.enable_mkldnn_bfloat16()
     if cpu_threads:
         config.set_cpu_math_library_num_threads(int(cpu_threads))
+    if shape_cache_capacity and use_onednn and not use_gpu:
+        config.set_mkldnn_cache_capacity(int(shape_cache_capacity))
     return inference.create_predictor(config)
 
 

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import paddle
 
+from gcseg.engine.failures import disk_full_error
 from gcseg.errors import CheckpointError
 from gcseg.models.weights import load_weights
 
@@ -92,8 +93,9 @@ def _load_pickle(path: str) -> Dict[str, Any]:
     try:
         with open(path, "rb") as file:
             return pickle.load(file)
-    except (OSError, pickle.UnpicklingError, EOFError) as error:
-        raise CheckpointError(f"{path}: cannot read training state ({error})") from None
+    except Exception as error:  # a damaged pickle raises many types, not only UnpicklingError
+        raise CheckpointError(f"{path}: cannot read training state "
+                              f"({type(error).__name__}: {str(error)[:120]})") from None
 
 
 class Checkpointer:
@@ -128,6 +130,11 @@ class Checkpointer:
                     paddle.save(obj, path)
             target = os.path.join(self.save_dir, name)
             replace_dir(tmp, target)
+        except OSError as error:
+            disk_full = disk_full_error(error, os.path.join(self.save_dir, name))
+            if disk_full is None:
+                raise
+            raise disk_full from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return target
@@ -158,7 +165,11 @@ class Checkpointer:
         if self.keep_checkpoint_max <= 0:
             return
         for path in self.checkpoints()[:-self.keep_checkpoint_max]:
-            shutil.rmtree(path)
+            # renamed first, so a crash mid-delete leaves no half-deleted iter_<N> behind
+            doomed = tempfile.mkdtemp(prefix=f".tmp-delete-{os.path.basename(path)}-",
+                                      dir=self.save_dir)
+            os.replace(path, os.path.join(doomed, "checkpoint"))
+            shutil.rmtree(doomed)
 
     # ------------------------------------------------------------------ best model
     def best(self) -> Optional[Dict[str, Any]]:

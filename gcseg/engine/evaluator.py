@@ -15,8 +15,9 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
+from gcseg.deploy.engine import engine_name, inference_forward
 from gcseg.engine.distributed import is_main_process, shard_indices
-from gcseg.engine.inference import InferenceSettings, infer_logits
+from gcseg.engine.inference import Forward, InferenceSettings, infer_logits
 from gcseg.engine.metrics import ConfusionMatrix
 from gcseg.errors import DataError
 
@@ -52,7 +53,7 @@ def as_tensor(array) -> paddle.Tensor:
     return array if isinstance(array, paddle.Tensor) else paddle.to_tensor(array)
 
 
-def _update(matrix: ConfusionMatrix, model: paddle.nn.Layer, item: dict,
+def _update(matrix: ConfusionMatrix, model: Forward, item: dict,
             settings: InferenceSettings) -> None:
     image = as_tensor(item["img"]).unsqueeze(0)  # [1, 3, H, W]
     label = as_tensor(item["label"])  # [h, w] at the original resolution
@@ -68,12 +69,14 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bo
              scales: Union[float, Sequence[float]] = 1.0, flip_horizontal: bool = False,
              flip_vertical: bool = False, is_slide: bool = False,
              crop_size: Optional[Sequence[int]] = None, stride: Optional[Sequence[int]] = None,
-             precision: str = "fp32", tta_average: str = "logits", num_workers: int = 0,
-             print_detail: bool = True, save_dir: Optional[str] = None,
+             precision: str = "fp32", tta_average: str = "logits", engine: str = "auto",
+             num_workers: int = 0, print_detail: bool = True, save_dir: Optional[str] = None,
              config_path: Optional[str] = None, model_path: Optional[str] = None) -> Dict:
     """Evaluate ``model`` on ``dataset`` (batch 1); returns the metrics of
     :func:`gcseg.engine.metrics.metrics_from_confusion` plus ``num_images``, ``class_names``,
-    the paths and the inference settings. Restores the model's train mode afterwards."""
+    the paths, the inference settings and the ``engine`` used
+    (:func:`gcseg.deploy.engine.inference_forward`: ``auto``, ``predictor`` or ``dygraph``).
+    Restores the model's train mode afterwards."""
     settings = InferenceSettings(
         aug_eval=aug_eval, scales=scales, flip_horizontal=flip_horizontal,
         flip_vertical=flip_vertical, is_slide=is_slide, crop_size=crop_size, stride=stride,
@@ -82,13 +85,14 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bo
     loader = shard_loader(dataset, num_workers)
     show = print_detail and is_main_process()
     with eval_mode(model):
+        forward = inference_forward(model, engine, precision)
         for item in tqdm(loader, desc="eval", unit="img", disable=not show, dynamic_ncols=True):
-            _update(matrix, model, item, settings)
+            _update(matrix, forward, item, settings)
     matrix.all_reduce()
     results = matrix.compute()
     results.update(num_images=len(dataset), class_names=class_names_of(dataset),
                    config_path=config_path, model_path=model_path,
-                   inference=dataclasses.asdict(settings))
+                   inference=dataclasses.asdict(settings), engine=engine_name(forward))
     if show:
         print(format_class_table(results))
         print(summary_line(results))

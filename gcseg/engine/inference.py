@@ -10,8 +10,9 @@ Sizes given as pairs (``crop_size``, ``stride``) are ``(width, height)``, as in 
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import ContextManager, List, Optional, Sequence, Tuple, Union
+from typing import Callable, ContextManager, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import paddle
 import paddle.nn.functional as F
 
@@ -20,9 +21,13 @@ from gcseg.errors import DataError, UsageError
 
 Size = Tuple[int, int]
 Flip = Tuple[bool, bool]  # (horizontal, vertical)
+# a model, or anything called like one (gcseg.deploy.engine.PredictorModel): images -> [logits]
+Forward = Callable[[paddle.Tensor], Sequence[paddle.Tensor]]
 
 AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 TTA_AVERAGES = ("logits", "probs")
+# Sliding windows run batched, at most this many input pixels per forward (bounds memory).
+SLIDE_BATCH_PIXELS = 4 * 512 * 1024
 
 
 def _pair(name: str, value: Optional[Sequence[int]]) -> Optional[Size]:
@@ -117,7 +122,7 @@ def window_origins(length: int, crop: int, stride: int) -> List[int]:
     return [min(i * stride, length - crop) for i in range(count)]
 
 
-def model_logits(model: paddle.nn.Layer, images: paddle.Tensor) -> paddle.Tensor:
+def model_logits(model: Forward, images: paddle.Tensor) -> paddle.Tensor:
     """The main head's logits ``[N, K, H, W]`` as float32."""
     outputs = model(images)
     if not isinstance(outputs, (list, tuple)):
@@ -125,24 +130,40 @@ def model_logits(model: paddle.nn.Layer, images: paddle.Tensor) -> paddle.Tensor
     return outputs[0].astype("float32")
 
 
-def slide_logits(model: paddle.nn.Layer, images: paddle.Tensor, crop_size: Size,
-                 stride: Size) -> paddle.Tensor:
-    """Average the logits of overlapping ``crop_size`` windows; accumulated on the device."""
-    batch, _, height, width = images.shape
+def window_grid(height: int, width: int, crop_size: Size, stride: Size) -> List[Tuple[int, int]]:
+    """``(top, left)`` of every sliding window, row by row, as PaddleSeg orders them."""
     (crop_w, crop_h), (stride_w, stride_h) = crop_size, stride
-    total, count = None, paddle.zeros([1, 1, height, width], dtype="float32")
-    for top in window_origins(height, crop_h, stride_h):
-        for left in window_origins(width, crop_w, stride_w):
-            bottom, right = min(top + crop_h, height), min(left + crop_w, width)
-            logits = model_logits(model, images[:, :, top:bottom, left:right])
-            if total is None:
-                total = paddle.zeros([batch, logits.shape[1], height, width], dtype="float32")
-            total[:, :, top:bottom, left:right] += logits
-            count[:, :, top:bottom, left:right] += 1
-    return total / count
+    return [(top, left) for top in window_origins(height, crop_h, stride_h)
+            for left in window_origins(width, crop_w, stride_w)]
 
 
-def _scale_logits(model: paddle.nn.Layer, image: paddle.Tensor, scale: float,
+def slide_logits(model: Forward, images: paddle.Tensor, crop_size: Size,
+                 stride: Size) -> paddle.Tensor:
+    """Average the logits of overlapping ``crop_size`` windows.
+
+    The windows all have one size, so they run as batches of up to ``SLIDE_BATCH_PIXELS``
+    pixels (one forward instead of one per window) and are summed into place on the device;
+    the per-pixel window count depends on the geometry only and is built on the host once.
+    """
+    batch, _, height, width = images.shape
+    crop_h, crop_w = min(crop_size[1], height), min(crop_size[0], width)
+    origins = window_grid(height, width, crop_size, stride)
+    per_forward = max(1, SLIDE_BATCH_PIXELS // (batch * crop_h * crop_w))
+    total, count = None, np.zeros([1, 1, height, width], dtype="float32")
+    for first in range(0, len(origins), per_forward):
+        chunk = origins[first:first + per_forward]
+        windows = paddle.concat([images[:, :, top:top + crop_h, left:left + crop_w]
+                                 for top, left in chunk])  # [len(chunk) * N, 3, ch, cw]
+        logits = model_logits(model, windows).split(len(chunk))
+        if total is None:
+            total = paddle.zeros([batch, logits[0].shape[1], height, width], dtype="float32")
+        for (top, left), window in zip(chunk, logits):
+            total[:, :, top:top + crop_h, left:left + crop_w] += window
+            count[:, :, top:top + crop_h, left:left + crop_w] += 1
+    return total / paddle.to_tensor(count)
+
+
+def _scale_logits(model: Forward, image: paddle.Tensor, scale: float,
                   flips: List[Flip], settings: InferenceSettings) -> paddle.Tensor:
     """Sum over ``flips`` of one scale's logits, back at the input size: ``[1, K, H, W]``."""
     height, width = image.shape[-2:]
@@ -161,7 +182,7 @@ def _scale_logits(model: paddle.nn.Layer, image: paddle.Tensor, scale: float,
 
 
 @paddle.no_grad()
-def infer_logits(model: paddle.nn.Layer, image: paddle.Tensor, settings: InferenceSettings,
+def infer_logits(model: Forward, image: paddle.Tensor, settings: InferenceSettings,
                  trans_info: Optional[Sequence] = None) -> paddle.Tensor:
     """Logits (or probabilities) ``[1, K, h, w]`` of ``image [1, 3, H, W]``, averaged over the
     TTA views and mapped back through ``trans_info`` to the label's resolution."""

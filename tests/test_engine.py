@@ -1,0 +1,73 @@
+"""The evaluation engine: the Paddle Inference predictor computes the unfused dygraph logits
+(within 1e-4 relative), and ``auto`` falls back to dygraph where the predictor cannot run."""
+import numpy as np
+import paddle
+import pytest
+
+from gcseg.deploy.engine import (compile_for_inference, engine_name, inference_forward,
+                                 max_relative_difference)
+from gcseg.engine.evaluator import evaluate
+from gcseg.errors import GcsegError, UsageError
+from gcseg.models import GCNet, ResNet18_vd
+from test_evaluator import TinyDataset
+from test_fold_bn import _randomise_batchnorm_statistics
+
+
+class HostRoundTripNet(paddle.nn.Layer):
+    """Copies its logits through numpy inside forward: no static graph can hold that, on any
+    Paddle version, so the export for the predictor fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(3, 4, 1)
+
+    def forward(self, images):
+        return [paddle.to_tensor(np.ascontiguousarray(self.conv(images).numpy()))]
+
+
+@pytest.fixture(scope="module")
+def gcnet():
+    paddle.seed(0)
+    model = GCNet(5, ResNet18_vd(output_stride=8), gc_channels=32)
+    _randomise_batchnorm_statistics(model)
+    model.eval()
+    return model
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 64, 96), (2, 3, 71, 53)])
+def test_predictor_equals_unfused_dygraph(gcnet, shape):
+    compiled = compile_for_inference(gcnet)
+    image = paddle.to_tensor(np.random.default_rng(1).standard_normal(shape).astype("float32"))
+    with paddle.no_grad():
+        expected = gcnet(image)[0].numpy()
+    logits = compiled(image)[0]
+    assert list(logits.shape) == list(expected.shape)
+    assert max_relative_difference(logits.numpy(), expected) < 1e-4
+
+
+def test_auto_picks_the_predictor_and_leaves_the_model_alone(gcnet):
+    keys = {k: v.numpy().copy() for k, v in gcnet.state_dict().items()}
+    assert engine_name(inference_forward(gcnet)) == "predictor"
+    assert engine_name(inference_forward(gcnet, "dygraph")) == "dygraph"
+    assert all(np.array_equal(keys[k], v.numpy()) for k, v in gcnet.state_dict().items())
+
+
+def test_auto_falls_back_to_dygraph_when_the_predictor_cannot_run(capsys):
+    model = HostRoundTripNet()
+    model.eval()
+    assert engine_name(inference_forward(model)) == "dygraph"
+    assert "evaluating with dygraph" in capsys.readouterr().err
+    with pytest.raises(GcsegError, match="Paddle Inference"):
+        inference_forward(model, "predictor")
+    with pytest.raises(UsageError, match="engine"):
+        inference_forward(model, "tensorrt")
+
+
+def test_evaluate_gives_the_same_metrics_with_both_engines(gcnet):
+    dataset = TinyDataset(num_images=3)  # odd sizes, padding and resize in trans_info
+    results = {engine: evaluate(gcnet, dataset, engine=engine, print_detail=False)
+               for engine in ("predictor", "dygraph")}
+    assert results["predictor"]["engine"] == "predictor"
+    assert results["dygraph"]["engine"] == "dygraph"
+    np.testing.assert_array_equal(results["predictor"]["confusion_matrix"],
+                                  results["dygraph"]["confusion_matrix"])
