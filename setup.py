@@ -18,7 +18,7 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["gcseg", "gcseg.*"]),
-    python_requires=">=3.8",
+    python_requires=">=3.9",
     install_requires=requirements("requirements.txt"),
     extras_require={"test": requirements("requirements-test.txt")},
     license="Apache-2.0",

@@ -47,17 +47,23 @@ def add_common_args(parser: argparse.ArgumentParser, config_required: bool = Tru
                         help="leave OMP_NUM_THREADS / MKL_DEBUG_CPU_TYPE as they are")
 
 
+def _add_switch(group: argparse._ArgumentGroup, name: str, text: str) -> None:
+    """``--name`` turns an option on, ``--no_name`` off; neither leaves it None (not given)."""
+    group.add_argument(f"--{name}", dest=name, action="store_true", default=None,
+                       help=f"{text} (--no_{name}: off; default: the config's test.{name})")
+    group.add_argument(f"--no_{name}", dest=name, action="store_false", default=None,
+                       help=argparse.SUPPRESS)
+
+
 def add_inference_args(parser: argparse.ArgumentParser) -> None:
     """Test-time flags; unset flags fall back to the config's ``test:`` section."""
     group = parser.add_argument_group("inference")
-    group.add_argument("--aug_eval", action="store_true", default=None,
-                       help="test-time augmentation: --scales and flips")
+    _add_switch(group, "aug_eval", "test-time augmentation: --scales and flips")
     group.add_argument("--scales", nargs="+", type=float, default=None,
                        help="scales for --aug_eval, e.g. 0.75 1.0 1.25")
-    group.add_argument("--flip_horizontal", action="store_true", default=None)
-    group.add_argument("--flip_vertical", action="store_true", default=None)
-    group.add_argument("--is_slide", action="store_true", default=None,
-                       help="sliding-window inference with --crop_size and --stride")
+    _add_switch(group, "flip_horizontal", "horizontal flip for --aug_eval")
+    _add_switch(group, "flip_vertical", "vertical flip for --aug_eval")
+    _add_switch(group, "is_slide", "sliding-window inference with --crop_size and --stride")
     group.add_argument("--crop_size", nargs=2, type=int, default=None, metavar=("W", "H"))
     group.add_argument("--stride", nargs=2, type=int, default=None, metavar=("W", "H"))
     group.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
@@ -67,30 +73,10 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
                             "probabilities (MMSegmentation)")
 
 
-def _as_float_list(value: Any) -> List[float]:
-    values = value if isinstance(value, (list, tuple)) else [value]
-    try:
-        return [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise UsageError(f"scales: expected numbers, got {value!r}") from None
-
-
 def inference_settings(args: argparse.Namespace, cfg) -> Dict[str, Any]:
-    """Flags over the config's ``test:`` defaults, normalised (scales as a list of floats)."""
-    settings = cfg.runtime("test")
-    for key in list(settings) + ["precision", "tta_average"]:
-        flag = getattr(args, key, None)
-        if flag is not None:
-            settings[key] = flag
-    settings["scales"] = _as_float_list(settings.get("scales", 1.0))
-    settings.setdefault("precision", "fp32")
-    settings.setdefault("tta_average", "logits")
-    if settings.get("is_slide") and (not settings.get("crop_size") or not settings.get("stride")):
-        raise UsageError("--is_slide needs --crop_size W H and --stride W H "
-                         "(or test.crop_size / test.stride in the config)")
-    return {key: settings[key] for key in ("aug_eval", "scales", "flip_horizontal",
-                                           "flip_vertical", "is_slide", "crop_size", "stride",
-                                           "precision", "tta_average")}
+    """The test-time flags over the config's ``test:`` section, as :func:`evaluate` takes them."""
+    from gcseg.engine.evaluator import SETTING_NAMES, settings_from_config
+    return settings_from_config(cfg, **{key: getattr(args, key, None) for key in SETTING_NAMES})
 
 
 def load_config(args: argparse.Namespace, extra_opts: Optional[List[str]] = None,

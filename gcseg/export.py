@@ -18,6 +18,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 import yaml
 
+from gcseg.compat import saved_program_file
 from gcseg.deploy.fold_bn import fold_batchnorm
 from gcseg.deploy.resize import deploy_resize_mode
 from gcseg.errors import UsageError
@@ -57,14 +58,6 @@ def _input_spec(input_shape: Optional[Sequence[int]]) -> List[paddle.static.Inpu
     return [paddle.static.InputSpec(shape=shape, dtype="float32", name=INPUT_NAME)]
 
 
-def _saved_model_file(save_dir: str) -> str:
-    """``model.json`` (Paddle 3, PIR) or ``model.pdmodel`` (Paddle 2.6)."""
-    for name in (f"{MODEL_PREFIX}.json", f"{MODEL_PREFIX}.pdmodel"):
-        if os.path.isfile(os.path.join(save_dir, name)):
-            return name
-    raise FileNotFoundError(f"{save_dir}: paddle.jit.save wrote no model file")
-
-
 def normalize_of(val_transforms: Optional[Sequence[Dict[str, Any]]]) -> Dict[str, List[float]]:
     """Mean/std of the ``Normalize`` in a config's val transforms (PaddleSeg's 0.5 defaults)."""
     for transform in val_transforms or []:
@@ -88,7 +81,7 @@ def export_model(model: nn.Layer, save_dir: str, *, input_shape: Optional[Sequen
         static = paddle.jit.to_static(inference, input_spec=_input_spec(input_shape),
                                       full_graph=True)
         paddle.jit.save(static, prefix)
-    model_file = _saved_model_file(save_dir)
+    model_file = saved_program_file(save_dir, MODEL_PREFIX)
     deploy = {"Deploy": {
         "model": model_file,
         "params": f"{MODEL_PREFIX}.pdiparams",

@@ -5,6 +5,8 @@
 
 Writes D/pseudo_color_prediction/ (palette PNGs of class ids) and D/added_prediction/
 (overlays). Images that cannot be read are reported and skipped; the exit code is then 1.
+Only the config's val_dataset transforms and type are used: the dataset need not be on disk.
+A .txt list holds one image per line (the first field), relative to the list's folder.
 """
 import argparse
 import os
@@ -25,7 +27,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     cli.add_common_args(parser)
     parser.add_argument("--model_path", required=True, help="trained weights")
     parser.add_argument("--image_path", required=True,
-                        help="an image, a directory of images, or a .txt list of image paths")
+                        help="an image, a directory of images, or a .txt list of image paths "
+                             "(relative to the list's folder)")
     parser.add_argument("--save_dir", default="output/result")
     cli.add_inference_args(parser)
     return parser
@@ -33,18 +36,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_args_parser().parse_args()
-    from gcseg.engine.predictor import collect_images, predict
-    from gcseg.models.weights import load_weights
+    from gcseg.engine.predictor import predict_from_config
 
     cfg = cli.load_config(args, load_pretrained=False)
     cli.select_device(args, cfg)
-    images, image_dir = collect_images(args.image_path)
-    model = cfg.model
-    load_weights(model, args.model_path)
-    dataset = cfg.val_dataset
-    failed = predict(model, dataset.transforms, images, args.save_dir, palette=dataset.palette,
-                     image_dir=image_dir, **cli.inference_settings(args, cfg))
-    print(f"predicted {len(images) - len(failed)}/{len(images)} images into {args.save_dir}"
+    total, failed = predict_from_config(cfg, args.model_path, args.image_path, args.save_dir,
+                                        **cli.inference_settings(args, cfg))
+    print(f"predicted {total - len(failed)}/{total} images into {args.save_dir}"
           + (f"; {len(failed)} skipped" if failed else ""))
     return 1 if failed else 0
 

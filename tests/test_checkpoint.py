@@ -13,7 +13,7 @@ import paddle
 import pytest
 
 from gcseg.engine.checkpoint import Checkpointer
-from gcseg.errors import CheckpointError
+from gcseg.errors import CheckpointError, TrainingError
 from test_trainer import write_tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +56,33 @@ def test_a_failed_write_leaves_no_directory_and_the_previous_one_intact(tmp_path
         checkpointer.save(1, {"unpicklable": lambda: None})
     assert os.listdir(tmp_path) == ["iter_1"]
     assert (tmp_path / "iter_1" / "model.pdparams").read_bytes() == before
+
+
+def test_a_save_killed_between_its_renames_is_undone_by_the_next_checkpointer(tmp_path):
+    """replace_dir moves best_model aside, then the new one in: killed in between, only
+    best_model.stale-<pid> (complete) and a .tmp-* directory are on disk."""
+    model, optimizer, _ = make_parts()
+    Checkpointer(str(tmp_path), model, optimizer).save_best(10, 0.5)
+    os.replace(tmp_path / "best_model", tmp_path / "best_model.stale-4242")
+    (tmp_path / ".tmp-best_model-x1y2").mkdir()
+    (tmp_path / ".tmp-best_model-x1y2" / "model.pdparams").write_bytes(b"half written")
+    checkpointer = Checkpointer(str(tmp_path), model, optimizer)
+    assert os.listdir(tmp_path) == ["best_model"]
+    assert checkpointer.best() == {"iter": 10, "mIoU": 0.5}
+
+
+def test_weights_holding_nan_are_never_saved(tmp_path):
+    model, optimizer, _ = make_parts()
+    checkpointer = Checkpointer(str(tmp_path), model, optimizer, keep_checkpoint_max=1)
+    checkpointer.save(1, {})
+    weight = model[0].weight
+    weight.set_value(np.full(weight.shape, np.nan, dtype="float32"))
+    with pytest.raises(TrainingError, match=r"iter_2: not saved, the weights hold NaN or Inf "
+                                            r"\(0.weight\)"):
+        checkpointer.save(2, {})
+    with pytest.raises(TrainingError, match="best_model: not saved"):
+        checkpointer.save_best(2, 0.9)
+    assert os.listdir(tmp_path) == ["iter_1"]
 
 
 def test_best_model_is_replaced_only_by_a_higher_miou(tmp_path):

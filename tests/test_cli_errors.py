@@ -116,6 +116,23 @@ def test_missing_dataset_root(config, tmp_path):
                           tmp_path / "gone")
 
 
+def test_missing_model_path(config, tmp_path):
+    missing = tmp_path / "absent.pdparams"
+    image = next((config.parent / "data" / "leftImg8bit" / "val").rglob("*.png"))
+    assert_one_line_error(run("val.py", "--config", config, "--model_path", missing),
+                          missing, "not found")
+    assert_one_line_error(run("predict.py", "--config", config, "--model_path", missing,
+                              "--image_path", image, "--save_dir", tmp_path), missing, "not found")
+
+
+@pytest.mark.parametrize("name", ["absent.png", "absent_dir", "absent.txt"])
+def test_missing_image_path(config, tmp_path, name):
+    missing = tmp_path / name
+    assert_one_line_error(run("predict.py", "--config", config, "--model_path", "m.pdparams",
+                              "--image_path", missing, "--save_dir", tmp_path),
+                          f"--image_path {missing}", "not found")
+
+
 def test_debug_shows_the_traceback(tmp_path):
     missing = tmp_path / "nope.yml"
     by_flag = run("val.py", "--config", missing, "--model_path", "m.pdparams", "--debug")

@@ -52,6 +52,28 @@ def test_auto_picks_the_predictor_and_leaves_the_model_alone(gcnet):
     assert all(np.array_equal(keys[k], v.numpy()) for k, v in gcnet.state_dict().items())
 
 
+@pytest.mark.parametrize("device, use_gpu, gpu_id", [("cpu", False, 0), ("gpu:1", True, 1)])
+def test_predictor_runs_on_the_device_paddle_computes_on(gcnet, monkeypatch, device, use_gpu,
+                                                         gpu_id):
+    """On a GPU build the predictor is created on Paddle's GPU, not silently on the CPU; ``auto``
+    still picks dygraph there. (This machine has no GPU: the options the predictor is created
+    with are recorded, then it is built for the CPU.)"""
+    from gcseg.deploy import predictor
+    created_with = []
+    create_on_cpu = predictor.create_predictor
+
+    def record_options(model_dir, **options):
+        created_with.append(options)
+        return create_on_cpu(model_dir, cpu_threads=options["cpu_threads"])
+
+    monkeypatch.setattr(predictor, "create_predictor", record_options)
+    monkeypatch.setattr(paddle, "get_device", lambda: device)
+    assert engine_name(inference_forward(gcnet, "predictor")) == "predictor"
+    options = created_with[-1]  # create_predictor's defaults where not given
+    assert (options.get("use_gpu", False), options.get("gpu_id", 0)) == (use_gpu, gpu_id)
+    assert engine_name(inference_forward(gcnet)) == ("dygraph" if use_gpu else "predictor")
+
+
 def test_auto_falls_back_to_dygraph_when_the_predictor_cannot_run(capsys):
     model = HostRoundTripNet()
     model.eval()

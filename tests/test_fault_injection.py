@@ -152,7 +152,9 @@ def test_a_non_finite_loss_stops_with_one_line_and_keeps_the_last_checkpoint(con
                                           "1e10"), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     (line,) = error_lines(result.stderr)
-    assert re.match(r"error: iter \d+: loss is (nan|inf)", line), line
+    # the loss turns NaN/Inf, or (checked first at a save) the weights already have
+    assert re.match(r"error: iter[ _]\d+: (loss is (nan|inf)|not saved, the weights hold NaN)",
+                    line), line
     last = max(iter_dirs(tmp_path))
     assert f"last checkpoint: {tmp_path / f'iter_{last}'}" in line
     assert_only_complete_or_temporary(tmp_path)

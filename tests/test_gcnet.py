@@ -3,6 +3,7 @@ import numpy as np
 import paddle
 import pytest
 
+from gcseg.compat import SAVED_PROGRAM_SUFFIXES
 from gcseg.models import GCNet, GlobalContextBlock
 from gcseg.models import resnet_vd as gcseg_resnet
 from gcseg.registry import MODELS
@@ -146,7 +147,7 @@ def test_global_context_block_runs_under_paddle_inference_onednn(tmp_path):
     block.eval()
     static = paddle.jit.to_static(block, input_spec=[InputSpec([None, 16, None, None])])
     paddle.jit.save(static, str(tmp_path / "gc"))
-    model_file = next(p for p in tmp_path.iterdir() if p.suffix in (".json", ".pdmodel"))
+    model_file = next(p for p in tmp_path.iterdir() if p.suffix in SAVED_PROGRAM_SUFFIXES)
     config = inference.Config(str(model_file), str(tmp_path / "gc.pdiparams"))
     config.enable_mkldnn()
     predictor = inference.create_predictor(config)

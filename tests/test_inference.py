@@ -75,7 +75,10 @@ def test_multiscale_flip_slide_equals_paddleseg(model, image):
     assert_close(infer_logits(model, image, settings, TRANS_INFO), expected)
 
 
-def test_probability_average_is_mean_of_softmaxes(model, image):
+def test_probability_average_softmaxes_each_view_at_the_label_resolution(model, image):
+    """MMSegmentation's order: each view's logits flipped back, resized to the input, mapped
+    back through trans_info (crop the padding, resize to the original), and only then
+    softmaxed; the probabilities are averaged."""
     settings = InferenceSettings(aug_eval=True, scales=[0.5, 1.0], flip_horizontal=True,
                                  tta_average="probs")
     views = []
@@ -86,9 +89,12 @@ def test_probability_average_is_mean_of_softmaxes(model, image):
             x = scaled[:, :, :, ::-1] if flipped else scaled
             logit = model(x)[0]
             logit = logit[:, :, :, ::-1] if flipped else logit
-            views.append(F.softmax(F.interpolate(logit, [37, 53], mode="bilinear"), axis=1))
-    probs = infer_logits(model, image, settings)
-    np.testing.assert_allclose(probs.numpy(), paddle.stack(views).mean(0).numpy(), atol=1e-5)
+            logit = F.interpolate(logit, [37, 53], mode="bilinear")[:, :, :37, :50]
+            logit = F.interpolate(logit, [45, 61], mode="bilinear")
+            views.append(F.softmax(logit, axis=1))
+    probs = infer_logits(model, image, settings, TRANS_INFO)
+    assert probs.shape == [1, NUM_CLASSES, 45, 61]
+    np.testing.assert_allclose(probs.numpy(), paddle.stack(views).mean(0).numpy(), atol=1e-6)
     np.testing.assert_allclose(probs.sum(axis=1).numpy(), 1.0, atol=1e-5)
 
 
@@ -130,31 +136,57 @@ def test_settings_reject_bad_values():
 
 
 class CountingNet(TinySegNet):
-    """TinySegNet that records the batch size of every forward."""
+    """TinySegNet that records the shape of every input batch."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.batch_sizes = []
+        self.input_shapes = []
 
     def forward(self, x):
-        self.batch_sizes.append(x.shape[0])
+        self.input_shapes.append(list(x.shape))
         return super().forward(x)
+
+
+@pytest.fixture
+def counting_net():
+    paddle.seed(0)
+    net = CountingNet()
+    net.eval()
+    return net
 
 
 @pytest.mark.parametrize("batch_pixels, expected_batches",
                          [(10 ** 6, [18]), (4 * 24 * 16, [4, 4, 4, 4, 2])])
-def test_slide_batches_windows_and_equals_paddleseg(monkeypatch, image, batch_pixels,
-                                                    expected_batches):
+def test_slide_batches_windows_and_equals_paddleseg(monkeypatch, counting_net, image,
+                                                    batch_pixels, expected_batches):
     """3 x 3 windows x 2 flips: one forward of all 18 crops, or forwards of at most 2 windows
     (4 crops) when the pixel budget is small."""
-    paddle.seed(0)
-    net = CountingNet()
-    net.eval()
-    monkeypatch.setattr(inference, "SLIDE_BATCH_PIXELS", batch_pixels)
+    monkeypatch.setattr(inference, "MAX_BATCH_PIXELS", batch_pixels)
     settings = InferenceSettings(aug_eval=True, flip_horizontal=True, is_slide=True,
                                  crop_size=(24, 16), stride=(16, 12))
-    _, expected = oracle.aug_inference(net, image, [], scales=1.0, flip_horizontal=True,
-                                       is_slide=True, crop_size=(24, 16), stride=(16, 12))
-    net.batch_sizes.clear()
-    assert_close(infer_logits(net, image, settings), expected)
-    assert net.batch_sizes == expected_batches
+    _, expected = oracle.aug_inference(counting_net, image, [], scales=1.0,
+                                       flip_horizontal=True, is_slide=True,
+                                       crop_size=(24, 16), stride=(16, 12))
+    counting_net.input_shapes.clear()
+    assert_close(infer_logits(counting_net, image, settings), expected)
+    assert [shape[0] for shape in counting_net.input_shapes] == expected_batches
+
+
+@pytest.mark.parametrize("tta_average", ["logits", "probs"])
+def test_flip_views_split_into_forwards_within_the_pixel_budget(monkeypatch, counting_net,
+                                                                image, tta_average):
+    """4 flips at scales 0.75 (28x40 = 1120 px), 1.0 (37x53 = 1961 px) and 1.25 (46x66 =
+    3036 px) under a 3922-pixel budget: 3 + 1, 2 + 2 and 1 + 1 + 1 + 1 views per forward,
+    with the results of one forward per scale."""
+    settings = InferenceSettings(aug_eval=True, scales=[0.75, 1.0, 1.25], flip_horizontal=True,
+                                 flip_vertical=True, tta_average=tta_average)
+    unbounded = infer_logits(counting_net, image, settings, TRANS_INFO)
+    assert [shape[0] for shape in counting_net.input_shapes] == [4, 4, 4]
+
+    budget = 2 * 37 * 53
+    monkeypatch.setattr(inference, "MAX_BATCH_PIXELS", budget)
+    counting_net.input_shapes.clear()
+    bounded = infer_logits(counting_net, image, settings, TRANS_INFO)
+    assert [shape[0] for shape in counting_net.input_shapes] == [3, 1, 2, 2, 1, 1, 1, 1]
+    assert all(n * h * w <= budget for n, _, h, w in counting_net.input_shapes)
+    np.testing.assert_allclose(bounded.numpy(), unbounded.numpy(), rtol=0, atol=1e-6)

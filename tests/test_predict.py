@@ -1,4 +1,5 @@
 """scripts/predict.py writes PaddleSeg-style outputs and reports unreadable images."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from PIL import Image
 from gcseg.config import Config
 from gcseg.data.palettes import CITYSCAPES_COLORS
 from gcseg.engine.inference import InferenceSettings, infer_logits
+from gcseg.engine.predictor import collect_images, predict_from_config
 from gcseg.models.weights import load_weights
 from test_distributed_eval import ROOT, write_run
 
@@ -55,3 +57,42 @@ def test_predict_writes_outputs_and_skips_bad_images(tmp_path):
                                       expected_prediction(config_path, model_path, image_path))
         added = cv2.imread(str(save_dir / "added_prediction" / image_path.name))
         assert added.shape == cv2.imread(str(image_path)).shape  # (37, 61, 3): original size
+
+
+def test_predict_needs_no_dataset_on_disk(tmp_path):
+    config_path, model_path = write_run(tmp_path, num_val=1)
+    image = next((tmp_path / "data" / "leftImg8bit" / "val").rglob("*.png"))
+    cfg = Config(config_path, [f"val_dataset.dataset_root={tmp_path / 'absent'}"],
+                 load_pretrained=False)
+    save_dir = tmp_path / "out"
+
+    total, failed = predict_from_config(cfg, str(model_path), str(image), str(save_dir),
+                                        aug_eval=True, flip_horizontal=True)
+
+    assert (total, failed) == (1, [])
+    pseudo = Image.open(save_dir / "pseudo_color_prediction" / image.name)
+    np.testing.assert_array_equal(np.array(pseudo.getpalette()[:57]).reshape(19, 3),
+                                  CITYSCAPES_COLORS)  # the Cityscapes class's palette
+    np.testing.assert_array_equal(np.asarray(pseudo),  # the val transforms (Resize) were used
+                                  expected_prediction(config_path, model_path, image))
+    assert (save_dir / "added_prediction" / image.name).is_file()
+
+
+def test_image_list_entries_are_relative_to_the_list_folder(tmp_path, monkeypatch):
+    """As PaddleSeg's get_image_list: the first field of each line, joined to the list's
+    folder; absolute entries stay as they are."""
+    lists, images = tmp_path / "lists", tmp_path / "images"
+    for name in ("a.png", "b.png"):
+        (images / name).parent.mkdir(parents=True, exist_ok=True)
+        (images / name).write_bytes(b"")
+    absolute = tmp_path / "elsewhere" / "c.png"
+    lists.mkdir()
+    (lists / "test.txt").write_text(f"../images/a.png ../labels/a.png\n\n"
+                                    f"../images/b.png\n{absolute}\n")
+    monkeypatch.chdir(images)  # a relative entry would be found here if cwd counted
+
+    found, image_dir = collect_images(str(lists / "test.txt"))
+
+    assert [os.path.normpath(p) for p in found] == [str(images / "a.png"),
+                                                    str(images / "b.png"), str(absolute)]
+    assert image_dir is None

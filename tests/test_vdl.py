@@ -1,9 +1,10 @@
 """VisualDL logs of a tiny run, read back with VisualDL's own LogReader."""
 import numpy as np
+from PIL import Image
 from visualdl import LogReader
 
 from gcseg.config import Config
-from gcseg.engine.trainer import train
+from gcseg.engine.trainer import VIS_SUBDIR, train
 from gcseg.engine.vdl import PANEL_TAG, VDL_SUBDIR
 from test_trainer import write_tiny_config
 
@@ -26,3 +27,6 @@ def test_train_and_eval_scalars_per_class_iou_and_the_prediction_panel(tmp_path)
     assert [r.id for r in miou] == [2] and np.isclose(miou[0].value, results["mIoU"])
     assert tags["image"] == [PANEL_TAG]
     assert len(reader.get_data("image", PANEL_TAG)) == 1
+    panel = np.asarray(Image.open(tmp_path / "out" / VIS_SUBDIR / "iter_2.png"))
+    assert panel.shape == (32, 64 + 4 + 64, 3)  # prediction | white gap | label, 64x32 images
+    assert (panel[:, 64:68] == 255).all()

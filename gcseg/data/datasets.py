@@ -69,6 +69,8 @@ class SegDataset:
     """
 
     NUM_CLASSES: Optional[int] = None
+    CLASS_NAMES: Optional[Sequence[str]] = None  # None: class_0, class_1, ...
+    PALETTE: Optional[np.ndarray] = None  # None: the generic (VOC) colour map
     IGNORE_INDEX = 255
     MODES: Tuple[str, ...] = ("train", "val", "test")
 
@@ -91,10 +93,18 @@ class SegDataset:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.file_list: FileList = []
-        self.class_names = palettes.generic_class_names(num_classes)
-        self.palette = palettes.generic_palette(num_classes)
+        self.class_names = list(self.CLASS_NAMES or palettes.generic_class_names(num_classes))
+        self.palette = self.palette_for(num_classes)
         self.seed = 0
         self.epoch = 0
+
+    @classmethod
+    def palette_for(cls, num_classes: int) -> np.ndarray:
+        """The class colours, ``uint8 [num_classes, 3]``, known without any dataset file (for
+        predicting images of a dataset that is not on disk)."""
+        if cls.PALETTE is not None:
+            return cls.PALETTE.copy()
+        return palettes.generic_palette(num_classes)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -191,12 +201,12 @@ class Cityscapes(SegDataset):
     Each label is found from its image's name, so a missing label is reported, not skipped."""
 
     NUM_CLASSES = 19
+    CLASS_NAMES = palettes.CITYSCAPES_CLASSES
+    PALETTE = palettes.cityscapes_palette()
 
     def __init__(self, transforms: Sequence[Callable], dataset_root: str,
                  mode: str = "train") -> None:
         super().__init__(transforms, dataset_root, mode, self.NUM_CLASSES, self.IGNORE_INDEX)
-        self.class_names = list(palettes.CITYSCAPES_CLASSES)
-        self.palette = palettes.cityscapes_palette()
         root = Path(dataset_root)
         image_dir = root / "leftImg8bit" / self.mode
         require_dir(image_dir, "expected the Cityscapes layout leftImg8bit/<mode>/<city>/")
@@ -220,13 +230,13 @@ class PascalVOC(SegDataset):
     scripts/prepare_voc.py), as PaddleSeg builds it."""
 
     NUM_CLASSES = 21
+    CLASS_NAMES = palettes.VOC_CLASSES
+    PALETTE = palettes.voc_palette()
     MODES = ("train", "val", "trainval", "trainaug")
 
     def __init__(self, transforms: Sequence[Callable], dataset_root: str,
                  mode: str = "train") -> None:
         super().__init__(transforms, dataset_root, mode, self.NUM_CLASSES, self.IGNORE_INDEX)
-        self.class_names = list(palettes.VOC_CLASSES)
-        self.palette = palettes.voc_palette()
         voc = Path(dataset_root) / "VOC2012"
         require_dir(voc, "expected dataset_root to be VOCdevkit, holding VOC2012/")
         sets = voc / "ImageSets" / "Segmentation"
@@ -253,13 +263,13 @@ class ADE20K(SegDataset):
     ``annotations/...*.png``. Label 0 (unlabelled) becomes 255, classes 1..150 become 0..149."""
 
     NUM_CLASSES = 150
+    CLASS_NAMES = palettes.ADE20K_CLASSES
+    PALETTE = palettes.ade20k_palette()
     MODES = ("train", "val")
 
     def __init__(self, transforms: Sequence[Callable], dataset_root: str,
                  mode: str = "train") -> None:
         super().__init__(transforms, dataset_root, mode, self.NUM_CLASSES, self.IGNORE_INDEX)
-        self.class_names = list(palettes.ADE20K_CLASSES)
-        self.palette = palettes.ade20k_palette()
         split = "training" if self.mode == "train" else "validation"
         image_dir = Path(dataset_root) / "images" / split
         require_dir(image_dir, "expected ADEChallengeData2016 with images/ and annotations/")

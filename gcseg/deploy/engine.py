@@ -11,7 +11,7 @@ saying why. The model passed in is never modified; both engines are snapshots of
 import os
 import sys
 import tempfile
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import paddle
@@ -29,13 +29,15 @@ SHAPE_CACHE_CAPACITY = 16
 
 
 class PredictorModel:
-    """A Paddle Inference predictor called like the model: ``[N,3,H,W] -> [logits]``."""
+    """A Paddle Inference predictor called like the model: ``[N,3,H,W] -> [logits]``, on GPU
+    ``gpu_id`` or, when it is None, on the CPU."""
 
     training = False
 
-    def __init__(self, model_dir: str, cpu_threads: int) -> None:
+    def __init__(self, model_dir: str, cpu_threads: int, gpu_id: Optional[int] = None) -> None:
         from gcseg.deploy.predictor import DeployedModel
         self.runner = DeployedModel(model_dir, cpu_threads=cpu_threads,
+                                    use_gpu=gpu_id is not None, gpu_id=gpu_id or 0,
                                     shape_cache_capacity=SHAPE_CACHE_CAPACITY)
 
     def __call__(self, images: paddle.Tensor) -> List[paddle.Tensor]:
@@ -67,7 +69,7 @@ def compile_for_inference(model: nn.Layer) -> PredictorModel:
     try:
         with tempfile.TemporaryDirectory(prefix="gcseg_engine_") as work_dir:
             export_model(model, work_dir, output_op="none")
-            compiled = PredictorModel(work_dir, cpu_threads())
+            compiled = PredictorModel(work_dir, cpu_threads(), current_gpu_id())
         output = compiled(probe)[0].numpy()
     except Exception as error:  # noqa: BLE001 - any failure here means "use dygraph"
         raise GcsegError(f"Paddle Inference could not run the model: {type(error).__name__}: "
@@ -77,6 +79,14 @@ def compile_for_inference(model: nn.Layer) -> PredictorModel:
         raise GcsegError(f"Paddle Inference differs from dygraph by {difference:.2e} "
                          f"(relative) on a probe image")
     return compiled
+
+
+def current_gpu_id() -> Optional[int]:
+    """The GPU Paddle computes on (``paddle.get_device()`` is ``"gpu:N"``), else None."""
+    device = paddle.get_device()
+    if not device.startswith("gpu"):
+        return None
+    return int(device.partition(":")[2] or 0)
 
 
 def _on_cpu() -> bool:

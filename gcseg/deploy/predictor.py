@@ -27,9 +27,10 @@ def read_deploy(model_dir: str) -> Dict:
 
 
 def create_predictor(model_dir: str, *, use_onednn: bool = True, bf16: bool = False,
-                     cpu_threads: Optional[int] = None, use_gpu: bool = False,
+                     cpu_threads: Optional[int] = None, use_gpu: bool = False, gpu_id: int = 0,
                      shape_cache_capacity: Optional[int] = None):
-    """A ``paddle.inference`` predictor for ``model_dir`` (default config unless told).
+    """A ``paddle.inference`` predictor for ``model_dir`` (default config unless told), on the
+    CPU or, with ``use_gpu``, on GPU ``gpu_id``.
 
     Paddle Inference runs on one CPU thread unless ``cpu_threads`` says otherwise (it ignores
     ``OMP_NUM_THREADS``); ``shape_cache_capacity`` bounds oneDNN's per-input-shape cache."""
@@ -39,7 +40,7 @@ def create_predictor(model_dir: str, *, use_onednn: bool = True, bf16: bool = Fa
                               os.path.join(model_dir, deploy["params"]))
     config.disable_glog_info()
     if use_gpu:
-        config.enable_use_gpu(256, 0)
+        config.enable_use_gpu(256, gpu_id)
     elif not use_onednn:
         config.disable_mkldnn()
     elif bf16:

@@ -8,9 +8,12 @@ Layout (PaddleSeg's, plus one file of our own)::
     <save_dir>/best_model/model.pdparams   the weights with the best validation mIoU
     <save_dir>/best_model/best_model.json  {"iter": N, "mIoU": ...}
 
-Every directory is written under a temporary name and renamed into place, so a directory with a
-final name is always complete; a crash leaves at most a ``.tmp-*`` directory behind.
-PaddleSeg's own ``iter_<N>`` checkpoints (no ``train_state.pkl``) resume too.
+Every directory is written under a temporary name, flushed to disk and renamed into place, so a
+directory with a final name is always complete. A crash leaves at most a ``.tmp-*`` directory,
+or (killed between the two renames that replace ``best_model``) a ``best_model.stale-*`` one;
+the next run's Checkpointer deletes the first and puts the second back. Weights holding NaN or
+Inf are never saved. PaddleSeg's own ``iter_<N>`` checkpoints (no ``train_state.pkl``) resume
+too.
 """
 import json
 import logging
@@ -26,7 +29,7 @@ import numpy as np
 import paddle
 
 from gcseg.engine.failures import disk_full_error
-from gcseg.errors import CheckpointError
+from gcseg.errors import CheckpointError, TrainingError
 from gcseg.models.weights import load_weights
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,8 @@ STATE_FILE = "train_state.pkl"
 BEST_DIR = "best_model"
 BEST_INFO_FILE = "best_model.json"
 _ITER_DIR = re.compile(r"^iter_(\d+)$")
+_TMP_PREFIX = ".tmp-"
+_STALE = re.compile(r"^(.+)\.stale-\d+$")
 
 
 def rng_states() -> Dict[str, Any]:
@@ -79,7 +84,8 @@ def rename_optimizer_state(state: Dict[str, Any], saved_names: Dict[str, str],
 
 
 def replace_dir(source: str, target: str) -> None:
-    """Move the finished directory ``source`` to ``target``, replacing an older ``target``."""
+    """Move the finished directory ``source`` to ``target``, replacing an older ``target``
+    (kept as ``<target>.stale-<pid>`` between the two renames, see :func:`recover_save_dir`)."""
     if not os.path.isdir(target):
         os.replace(source, target)
         return
@@ -87,6 +93,40 @@ def replace_dir(source: str, target: str) -> None:
     os.replace(target, stale)
     os.replace(source, target)
     shutil.rmtree(stale)
+
+
+def recover_save_dir(save_dir: str) -> None:
+    """Undo what a killed writer left in ``save_dir``: a ``<name>.stale-<pid>`` whose ``<name>``
+    is gone is the last complete copy and moves back; other stale and ``.tmp-*`` directories
+    are deleted."""
+    if not os.path.isdir(save_dir):
+        return
+    for entry in sorted(os.listdir(save_dir)):
+        path, stale = os.path.join(save_dir, entry), _STALE.match(entry)
+        if stale and not os.path.exists(os.path.join(save_dir, stale.group(1))):
+            os.replace(path, os.path.join(save_dir, stale.group(1)))
+            logger.warning("restored %s left by an interrupted save", stale.group(1))
+        elif stale or entry.startswith(_TMP_PREFIX):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def flush_to_disk(directory: str) -> None:
+    """fsync every file in ``directory`` and the directory itself, so that the rename which
+    publishes it cannot reach the disk before its contents."""
+    for name in os.listdir(directory):
+        with open(os.path.join(directory, name), "rb") as file:
+            os.fsync(file.fileno())
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def non_finite_parameters(model: paddle.nn.Layer) -> List[str]:
+    """Names of ``model``'s parameters and buffers holding NaN or Inf."""
+    return [name for name, value in model.state_dict().items()
+            if paddle.is_floating_point(value) and not bool(paddle.isfinite(value).all())]
 
 
 def _load_pickle(path: str) -> Dict[str, Any]:
@@ -111,12 +151,19 @@ class Checkpointer:
         self.save_dir, self.model, self.optimizer = save_dir, model, optimizer
         self.keep_checkpoint_max = keep_checkpoint_max
         self.enabled = enabled
+        if enabled:
+            recover_save_dir(save_dir)
 
     # ------------------------------------------------------------------ writing
     def _write_dir(self, name: str, files: Dict[str, Any]) -> str:
         """Write ``{file name: object}`` into ``<save_dir>/<name>`` atomically."""
-        os.makedirs(self.save_dir, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.save_dir)
+        self._check_finite(name)
+        try:
+            os.makedirs(self.save_dir, exist_ok=True)
+        except OSError as error:
+            raise CheckpointError(f"--save_dir {self.save_dir}: cannot create it "
+                                  f"({error.strerror})") from None
+        tmp = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{name}-", dir=self.save_dir)
         try:
             for file_name, obj in files.items():
                 path = os.path.join(tmp, file_name)
@@ -128,16 +175,25 @@ class Checkpointer:
                         pickle.dump(obj, file)
                 else:
                     paddle.save(obj, path)
+            flush_to_disk(tmp)
             target = os.path.join(self.save_dir, name)
             replace_dir(tmp, target)
         except OSError as error:
             disk_full = disk_full_error(error, os.path.join(self.save_dir, name))
-            if disk_full is None:
-                raise
-            raise disk_full from None
+            raise disk_full or CheckpointError(
+                f"{os.path.join(self.save_dir, name)}: cannot write the checkpoint "
+                f"({error.strerror or error})") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return target
+
+    def _check_finite(self, name: str) -> None:
+        bad = non_finite_parameters(self.model)
+        if bad:
+            last = self.checkpoints()[-1:] or ["none"]
+            raise TrainingError(f"{name}: not saved, the weights hold NaN or Inf "
+                                f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); "
+                                f"training stopped; last checkpoint: {last[0]}")
 
     def save(self, iteration: int, train_state: Dict[str, Any]) -> Optional[str]:
         """Write ``iter_<iteration>`` (model, optimizer, ``train_state`` + RNG) and prune."""
@@ -166,7 +222,7 @@ class Checkpointer:
             return
         for path in self.checkpoints()[:-self.keep_checkpoint_max]:
             # renamed first, so a crash mid-delete leaves no half-deleted iter_<N> behind
-            doomed = tempfile.mkdtemp(prefix=f".tmp-delete-{os.path.basename(path)}-",
+            doomed = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}delete-{os.path.basename(path)}-",
                                       dir=self.save_dir)
             os.replace(path, os.path.join(doomed, "checkpoint"))
             shutil.rmtree(doomed)

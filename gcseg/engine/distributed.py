@@ -62,19 +62,3 @@ def data_parallel(model: paddle.nn.Layer) -> paddle.nn.Layer:
         return model
     init_distributed()
     return paddle.DataParallel(model)
-
-
-def data_parallel(model: paddle.nn.Layer) -> paddle.nn.Layer:
-    """``paddle.DataParallel(model)`` when several processes train, else ``model`` itself."""
-    if get_world_size() == 1:
-        return model
-    init_distributed()
-    return paddle.DataParallel(model)
-
-
-def sync_batch_norm(model: paddle.nn.Layer) -> paddle.nn.Layer:
-    """BatchNorm statistics synchronised across GPU processes, as PaddleSeg trains; unchanged
-    on one process or on CPU (Paddle's SyncBatchNorm is GPU-only)."""
-    if get_world_size() > 1 and paddle.get_device().startswith("gpu"):
-        return paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return model

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import paddle
@@ -19,7 +19,7 @@ from gcseg.deploy.engine import engine_name, inference_forward
 from gcseg.engine.distributed import is_main_process, shard_indices
 from gcseg.engine.inference import Forward, InferenceSettings, infer_logits
 from gcseg.engine.metrics import ConfusionMatrix
-from gcseg.errors import DataError
+from gcseg.errors import DataError, UsageError
 
 RESULTS_FILE = "eval_results.json"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -35,6 +35,30 @@ def eval_mode(model: paddle.nn.Layer) -> Iterator[None]:
     finally:
         if was_training:
             model.train()
+
+
+SETTING_NAMES = ("aug_eval", "scales", "flip_horizontal", "flip_vertical", "is_slide",
+                 "crop_size", "stride", "precision", "tta_average")
+
+
+def _as_float_list(value: Any) -> List[float]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise UsageError(f"scales: expected numbers, got {value!r}") from None
+
+
+def settings_from_config(cfg: Any, **flags: Any) -> Dict[str, Any]:
+    """The :func:`evaluate` keyword arguments of ``cfg``'s ``test:`` section (PaddleSeg's
+    runtime.yml), each overridden by a ``flags`` value that is not None, normalised."""
+    settings = {"precision": "fp32", "tta_average": "logits", **cfg.runtime("test")}
+    settings.update({key: value for key, value in flags.items() if value is not None})
+    settings["scales"] = _as_float_list(settings.get("scales", 1.0))
+    if settings.get("is_slide") and (not settings.get("crop_size") or not settings.get("stride")):
+        raise UsageError("--is_slide needs --crop_size W H and --stride W H "
+                         "(or test.crop_size / test.stride in the config)")
+    return {key: settings.get(key) for key in SETTING_NAMES}
 
 
 def _single_item(batch: List[dict]) -> dict:

@@ -4,13 +4,15 @@ transforms.
 :func:`infer_logits` is the one inference path used by evaluation, prediction and benchmarks.
 With ``tta_average="logits"`` it reproduces PaddleSeg's ``aug_inference``/``inference``: every
 view's logits are flipped back, resized to the input size and averaged, then ``trans_info`` is
-undone. ``tta_average="probs"`` averages softmax probabilities instead (MMSegmentation's habit).
+undone. ``tta_average="probs"`` averages softmax probabilities instead, as MMSegmentation does:
+each view's logits are first mapped back to the label's resolution (through ``trans_info``) and
+only then softmaxed, so the softmax sees the same logits as a single-view prediction would.
 Sizes given as pairs (``crop_size``, ``stride``) are ``(width, height)``, as in PaddleSeg configs.
 """
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable, ContextManager, List, Optional, Sequence, Tuple, Union
+from typing import Callable, ContextManager, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -23,11 +25,14 @@ Size = Tuple[int, int]
 Flip = Tuple[bool, bool]  # (horizontal, vertical)
 # a model, or anything called like one (gcseg.deploy.engine.PredictorModel): images -> [logits]
 Forward = Callable[[paddle.Tensor], Sequence[paddle.Tensor]]
+# what one TTA view adds to the average, from its logits at the input size
+ViewOutput = Callable[[paddle.Tensor], paddle.Tensor]
 
 AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 TTA_AVERAGES = ("logits", "probs")
-# Sliding windows run batched, at most this many input pixels per forward (bounds memory).
-SLIDE_BATCH_PIXELS = 4 * 512 * 1024
+# TTA views and sliding windows run batched, at most this many input pixels per forward (bounds
+# memory); a single view or window larger than this still runs, alone.
+MAX_BATCH_PIXELS = 4 * 512 * 1024
 
 
 def _pair(name: str, value: Optional[Sequence[int]]) -> Optional[Size]:
@@ -137,21 +142,35 @@ def window_grid(height: int, width: int, crop_size: Size, stride: Size) -> List[
             for left in window_origins(width, crop_w, stride_w)]
 
 
+def window_size(height: int, width: int, crop_size: Size) -> Size:
+    """``(h, w)`` of the sliding windows over a ``height x width`` image (clipped to it)."""
+    return min(crop_size[1], height), min(crop_size[0], width)
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    """``items`` in consecutive pieces of at most ``size``."""
+    for first in range(0, len(items), size):
+        yield items[first:first + size]
+
+
+def _items_per_forward(item_pixels: int) -> int:
+    """How many items of ``item_pixels`` input pixels fit in one forward (at least one)."""
+    return max(1, MAX_BATCH_PIXELS // item_pixels)
+
+
 def slide_logits(model: Forward, images: paddle.Tensor, crop_size: Size,
                  stride: Size) -> paddle.Tensor:
     """Average the logits of overlapping ``crop_size`` windows.
 
-    The windows all have one size, so they run as batches of up to ``SLIDE_BATCH_PIXELS``
+    The windows all have one size, so they run as batches of up to ``MAX_BATCH_PIXELS``
     pixels (one forward instead of one per window) and are summed into place on the device;
     the per-pixel window count depends on the geometry only and is built on the host once.
     """
     batch, _, height, width = images.shape
-    crop_h, crop_w = min(crop_size[1], height), min(crop_size[0], width)
+    crop_h, crop_w = window_size(height, width, crop_size)
     origins = window_grid(height, width, crop_size, stride)
-    per_forward = max(1, SLIDE_BATCH_PIXELS // (batch * crop_h * crop_w))
     total, count = None, np.zeros([1, 1, height, width], dtype="float32")
-    for first in range(0, len(origins), per_forward):
-        chunk = origins[first:first + per_forward]
+    for chunk in _chunks(origins, _items_per_forward(batch * crop_h * crop_w)):
         windows = paddle.concat([images[:, :, top:top + crop_h, left:left + crop_w]
                                  for top, left in chunk])  # [len(chunk) * N, 3, ch, cw]
         logits = model_logits(model, windows).split(len(chunk))
@@ -163,22 +182,57 @@ def slide_logits(model: Forward, images: paddle.Tensor, crop_size: Size,
     return total / paddle.to_tensor(count)
 
 
-def _scale_logits(model: Forward, image: paddle.Tensor, scale: float,
-                  flips: List[Flip], settings: InferenceSettings) -> paddle.Tensor:
-    """Sum over ``flips`` of one scale's logits, back at the input size: ``[1, K, H, W]``."""
-    height, width = image.shape[-2:]
-    scaled = resize(image, (int(height * scale + 0.5), int(width * scale + 0.5)))
-    batch = paddle.concat([flip(scaled, f) for f in flips], axis=0)  # [V, 3, h, w]
+def _pixels_per_view(height: int, width: int, settings: InferenceSettings) -> int:
+    """Input pixels one view of a ``height x width`` image puts into a forward: a sliding
+    window's, or the whole image's."""
+    if settings.is_slide:
+        crop_h, crop_w = window_size(height, width, settings.crop_size)
+        return crop_h * crop_w
+    return height * width
+
+
+def _flipped_views_logits(model: Forward, image: paddle.Tensor, flips: Sequence[Flip],
+                          settings: InferenceSettings) -> paddle.Tensor:
+    """Logits of ``image [1, 3, h, w]`` seen through each of ``flips`` in one batch, flipped
+    back: ``[len(flips), K, h, w]``."""
+    batch = paddle.concat([flip(image, f) for f in flips], axis=0)  # [V, 3, h, w]
     with settings.autocast():
         if settings.is_slide:
             logits = slide_logits(model, batch, settings.crop_size, settings.stride)
         else:
             logits = model_logits(model, batch)
-    views = paddle.concat([flip(view, f) for view, f in zip(logits.split(len(flips)), flips)])
-    views = resize(views, (height, width))  # [V, K, H, W]
-    if settings.tta_average == "probs":
-        views = F.softmax(views, axis=1)
-    return views.sum(axis=0, keepdim=True)
+    return paddle.concat([flip(view, f) for view, f in zip(logits.split(len(flips)), flips)])
+
+
+def _view_output(settings: InferenceSettings, trans_info: Sequence) -> ViewOutput:
+    """What a view contributes to the average, given its logits at the input size.
+
+    ``logits``: the logits themselves (PaddleSeg; ``trans_info`` is undone after averaging).
+    ``probs``: the softmax of the logits mapped back through ``trans_info`` first, because
+    MMSegmentation resizes each view's logits to the original image before its softmax, and
+    softmax does not commute with resizing.
+    """
+    if settings.tta_average == "logits":
+        return lambda logits: logits
+    return lambda logits: F.softmax(reverse_transform(logits, trans_info), axis=1)
+
+
+def _scale_sum(model: Forward, image: paddle.Tensor, scale: float, flips: List[Flip],
+               settings: InferenceSettings, output: ViewOutput) -> paddle.Tensor:
+    """Sum over ``flips`` of ``output`` of one scale's logits resized back to the input size.
+
+    The flipped views run batched, at most ``MAX_BATCH_PIXELS`` per forward: four views of a
+    1024x2048 image at scale 1.75 would be 25M pixels in one batch.
+    """
+    height, width = image.shape[-2:]
+    scaled = resize(image, (int(height * scale + 0.5), int(width * scale + 0.5)))
+    per_forward = _items_per_forward(_pixels_per_view(*scaled.shape[-2:], settings))
+    total = None
+    for group in _chunks(flips, per_forward):
+        logits = resize(_flipped_views_logits(model, scaled, group, settings), (height, width))
+        views = output(logits).sum(axis=0, keepdim=True)  # [1, K, H, W] or [1, K, h, w]
+        total = views if total is None else total + views
+    return total
 
 
 @paddle.no_grad()
@@ -186,8 +240,13 @@ def infer_logits(model: Forward, image: paddle.Tensor, settings: InferenceSettin
                  trans_info: Optional[Sequence] = None) -> paddle.Tensor:
     """Logits (or probabilities) ``[1, K, h, w]`` of ``image [1, 3, H, W]``, averaged over the
     TTA views and mapped back through ``trans_info`` to the label's resolution."""
+    trans_info = trans_info or []
     scales, flips = settings.views()
-    total = _scale_logits(model, image, scales[0], flips, settings)
+    output = _view_output(settings, trans_info)
+    total = _scale_sum(model, image, scales[0], flips, settings, output)
     for scale in scales[1:]:
-        total += _scale_logits(model, image, scale, flips, settings)
-    return reverse_transform(total / (len(scales) * len(flips)), trans_info or [])
+        total += _scale_sum(model, image, scale, flips, settings, output)
+    average = total / (len(scales) * len(flips))
+    if settings.tta_average == "probs":
+        return average  # already at the label's resolution
+    return reverse_transform(average, trans_info)

@@ -4,6 +4,9 @@ For every image ``save_dir/pseudo_color_prediction/<name>.png`` holds the class 
 palette PNG (the pixel values are class ids, shown in the dataset's colours) and
 ``save_dir/added_prediction/<name>`` the colours blended over the image. An image that cannot
 be read is reported by path and skipped; the rest are still processed.
+
+:func:`predict_from_config` needs no dataset on disk: it takes the val transforms from the
+config and the palette from the ``val_dataset`` class.
 """
 import os
 from pathlib import Path
@@ -15,15 +18,26 @@ import paddle
 from PIL import Image
 from tqdm import tqdm
 
+from gcseg.config import ComponentBuilder, Config
+from gcseg.data.datasets import SegDataset
 from gcseg.data.palettes import blend, colorize
-from gcseg.data.transforms import read_image
+from gcseg.data.transforms import Compose, read_image
 from gcseg.engine.evaluator import eval_mode
 from gcseg.engine.inference import InferenceSettings, infer_logits
-from gcseg.errors import DataError, UsageError
+from gcseg.errors import ConfigError, DataError, UsageError
+from gcseg.models.weights import load_weights
+from gcseg.registry import DATASETS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PSEUDO_DIR = "pseudo_color_prediction"
 ADDED_DIR = "added_prediction"
+
+
+def read_image_list(list_path: Path) -> List[str]:
+    """The images of a list file, one per line, as PaddleSeg reads them: the first field of
+    each line (an ``image label`` line gives its image), relative to the list's folder."""
+    lines = list_path.read_text(encoding="utf-8").splitlines()
+    return [os.path.join(list_path.parent, line.split()[0]) for line in lines if line.strip()]
 
 
 def collect_images(image_path: str) -> Tuple[List[str], Optional[str]]:
@@ -35,12 +49,34 @@ def collect_images(image_path: str) -> Tuple[List[str], Optional[str]]:
         if not images:
             raise UsageError(f"--image_path {image_path}: no images in this directory")
         return images, str(path)
+    if not path.is_file():
+        raise UsageError(f"--image_path {image_path}: not found (expected an image, a directory "
+                         "of images or a .txt list of images)")
     if path.suffix.lower() == ".txt":
-        if not path.is_file():
-            raise UsageError(f"--image_path {image_path}: list file not found")
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return [line.split()[0] for line in lines if line.strip()], None
+        images = read_image_list(path)
+        if not images:
+            raise UsageError(f"--image_path {image_path}: the list is empty")
+        return images, None
     return [str(path)], None
+
+
+def val_transforms_and_palette(cfg: Config) -> Tuple[Compose, np.ndarray]:
+    """The ``val_dataset`` transforms and class colours, from the config and the dataset class
+    alone: the dataset itself (whose files may be absent) is never built. Without a ``type``
+    the colours are the generic ones, as PaddleSeg colours every prediction."""
+    builder = ComponentBuilder(cfg.origins, cfg.path)
+    spec = cfg.section("val_dataset")
+    if "transforms" not in spec:
+        raise builder.fail("val_dataset", "val_dataset.transforms: missing (predict "
+                                          "preprocesses images with the val transforms)")
+    try:
+        dataset_class = DATASETS.get(spec["type"]) if "type" in spec else SegDataset
+    except ConfigError as error:
+        raise builder.fail("val_dataset.type", f"val_dataset.type: {error}") from None
+    transforms = builder.build_value(spec["transforms"], "transforms", "val_dataset.transforms")
+    compose = builder.construct(Compose, {"transforms": transforms}, "val_dataset.transforms")
+    num_classes = spec.get("num_classes", dataset_class.NUM_CLASSES)
+    return compose, dataset_class.palette_for(num_classes or cfg.model.num_classes)
 
 
 def output_name(image: str, image_dir: Optional[str]) -> str:
@@ -88,3 +124,16 @@ def predict(model: paddle.nn.Layer, transforms: Callable, image_list: Sequence[s
                 continue
             save_prediction(pred, image, output_name(image_path, image_dir), save_dir, palette)
     return failed
+
+
+def predict_from_config(cfg: Config, model_path: str, image_path: str, save_dir: str,
+                        **settings) -> Tuple[int, List[Tuple[str, str]]]:
+    """:func:`predict` the images of ``image_path`` (see :func:`collect_images`) with
+    ``cfg.model`` loaded from ``model_path``; returns the number of images and the failures."""
+    images, image_dir = collect_images(image_path)
+    transforms, palette = val_transforms_and_palette(cfg)
+    model = cfg.model
+    load_weights(model, model_path)
+    failed = predict(model, transforms, images, save_dir, palette=palette, image_dir=image_dir,
+                     **settings)
+    return len(images), failed

@@ -10,6 +10,7 @@ reseeded from ``(seed, iter, rank)`` before every step.
 import dataclasses
 import logging
 import math
+import os
 import random
 import signal
 import threading
@@ -18,13 +19,16 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import paddle
+from PIL import Image
 
+from gcseg.data.check import quick_check
 from gcseg.data.loader import TrainLoader
 from gcseg.engine.amp import Precision
 from gcseg.engine.checkpoint import Checkpointer
-from gcseg.engine.distributed import (data_parallel, get_rank, get_world_size,
+from gcseg.engine.distributed import (all_reduce_sum, data_parallel, get_rank, get_world_size,
                                       is_main_process, sync_batch_norm)
-from gcseg.engine.evaluator import evaluate, summary_line
+from gcseg.engine.evaluator import evaluate, settings_from_config, summary_line
+from gcseg.engine.failures import as_training_error
 from gcseg.engine.vdl import PANEL_TAG, VdlWriter, eval_scalars, prediction_panel
 from gcseg.errors import TrainingError, UsageError
 from gcseg.losses import combine
@@ -32,6 +36,7 @@ from gcseg.losses import combine
 logger = logging.getLogger(__name__)
 
 DEFAULT_SEED = 0
+VIS_SUBDIR = "eval_vis"
 
 
 @dataclasses.dataclass
@@ -65,6 +70,8 @@ class TrainSettings:
         return settings
 
     def check(self) -> None:
+        if os.path.exists(self.save_dir) and not os.path.isdir(self.save_dir):
+            raise UsageError(f"--save_dir {self.save_dir}: exists and is not a directory")
         for name in ("save_interval", "log_iters"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -91,10 +98,12 @@ def step_seed(seed: int, iteration: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, iteration, rank]).generate_state(1)[0])
 
 
-def non_finite_error(iteration: int, losses: List[float],
-                     last_checkpoint: Optional[str]) -> TrainingError:
+def non_finite_error(iteration: int, losses: List[float], last_checkpoint: Optional[str],
+                     on_this_rank: bool = True) -> TrainingError:
     heads = ", ".join(f"loss_{i} {value:.6g}" for i, value in enumerate(losses))
-    return TrainingError(f"iter {iteration}: loss is {sum(losses)} ({heads}); training stopped "
+    where = (f"loss is {sum(losses)} ({heads})" if on_this_rank
+             else "the loss of another process is NaN or Inf")
+    return TrainingError(f"iter {iteration}: {where}; training stopped "
                          f"before updating the weights; last checkpoint: "
                          f"{last_checkpoint or 'none'}")
 
@@ -196,20 +205,23 @@ class CheckpointHook(Hook):
 
 
 class EvalHook(Hook):
-    """Evaluate every ``save_interval`` steps (on every rank: each takes a shard); the main
-    process logs, updates ``best_model`` and writes VisualDL."""
+    """Evaluate every ``save_interval`` steps with the config's ``test:`` settings (on every
+    rank: each takes a shard); the main process logs, updates ``best_model``, writes VisualDL
+    and saves the prediction-beside-label panel as ``<save_dir>/eval_vis/iter_<N>.png``."""
 
     def __init__(self, dataset: Any, save_interval: int, checkpointer: Checkpointer,
-                 vdl: Optional[VdlWriter], num_workers: int) -> None:
+                 vdl: Optional[VdlWriter], num_workers: int, test_settings: Dict[str, Any],
+                 save_dir: str) -> None:
         self.dataset, self.save_interval = dataset, save_interval
         self.checkpointer, self.vdl, self.num_workers = checkpointer, vdl, num_workers
+        self.test_settings, self.vis_dir = test_settings, os.path.join(save_dir, VIS_SUBDIR)
         self.last_results: Optional[Dict[str, Any]] = None
 
     def after_step(self, trainer: "Trainer", step: StepResult) -> None:
         if trainer.iter % self.save_interval:
             return
         results = evaluate(trainer.model, self.dataset, num_workers=self.num_workers,
-                           print_detail=False)
+                           print_detail=False, **self.test_settings)
         self.last_results = results
         if not is_main_process():
             return
@@ -218,28 +230,28 @@ class EvalHook(Hook):
         best = self.checkpointer.best()
         logger.info("[EVAL] the best model so far: mIoU %.4f at iter %d", best["mIoU"],
                     best["iter"])
+        panel = prediction_panel(trainer.model, self.dataset)
+        os.makedirs(self.vis_dir, exist_ok=True)
+        Image.fromarray(panel).save(os.path.join(self.vis_dir, f"iter_{trainer.iter}.png"))
         if self.vdl is not None:
             self.vdl.scalars(eval_scalars(results), trainer.iter)
-            self.vdl.image(PANEL_TAG, prediction_panel(trainer.model, self.dataset), trainer.iter)
-
-
-class VdlCloseHook(Hook):
-    def __init__(self, vdl: VdlWriter) -> None:
-        self.vdl = vdl
-
-    def after_train(self, trainer: "Trainer") -> None:
-        self.vdl.close()
+            self.vdl.image(PANEL_TAG, panel, trainer.iter)
 
 
 # ----------------------------------------------------------------------------- the loop
 def check_datasets(cfg: Any, do_eval: bool) -> None:
-    """Cheap consistency checks before the first step (the constructors check the files)."""
-    train_classes = cfg.train_dataset.num_classes
+    """Cheap checks before the first step: the constructors have found every listed file, and
+    :func:`~gcseg.data.check.quick_check` reads the first sample of each dataset used."""
+    datasets = [cfg.train_dataset]
+    if do_eval and not cfg.has_val_dataset:
+        raise UsageError(f"--do_eval: {cfg.path} has no val_dataset section")
+    datasets += [cfg.val_dataset] if do_eval else []
+    for dataset in datasets:
+        if hasattr(dataset, "file_list"):  # gcseg's datasets; a custom one checks itself
+            quick_check(dataset)
     if not do_eval:
         return
-    if not cfg.has_val_dataset:
-        raise UsageError(f"--do_eval: {cfg.path} has no val_dataset section")
-    val_classes = cfg.val_dataset.num_classes
+    train_classes, val_classes = cfg.train_dataset.num_classes, cfg.val_dataset.num_classes
     if val_classes != train_classes:
         raise UsageError(f"{cfg.path}: val_dataset has {val_classes} classes, train_dataset "
                          f"{train_classes}")
@@ -267,6 +279,8 @@ class Trainer:
         self.loader = TrainLoader(cfg.train_dataset, self.batch_size, self.seed,
                                   num_workers=settings.num_workers, rank=self.rank,
                                   world_size=self.world_size, start=position)
+        main = is_main_process()
+        self.vdl = VdlWriter(settings.save_dir) if settings.use_vdl and main else None
         self.hooks = self.build_hooks()
 
     def resume(self, directory: Optional[str]) -> tuple:
@@ -283,14 +297,14 @@ class Trainer:
         return state["iter"], tuple(state.get("position", (0, state["iter"])))
 
     def build_hooks(self) -> List[Hook]:
-        settings, main = self.settings, is_main_process()
-        vdl = VdlWriter(settings.save_dir) if settings.use_vdl and main else None
+        settings, main, vdl = self.settings, is_main_process(), self.vdl
         hooks: List[Hook] = [LogHook(settings.log_iters, vdl)] if main else []
         hooks.append(CheckpointHook(self.checkpointer, settings.save_interval))
         if settings.do_eval:
             hooks.append(EvalHook(self.cfg.val_dataset, settings.save_interval,
-                                  self.checkpointer, vdl, settings.num_workers))
-        return hooks + ([VdlCloseHook(vdl)] if vdl is not None else [])
+                                  self.checkpointer, vdl, settings.num_workers,
+                                  settings_from_config(self.cfg), settings.save_dir))
+        return hooks
 
     @property
     def epoch(self) -> int:
@@ -306,6 +320,14 @@ class Trainer:
         found = self.checkpointer.checkpoints()
         return found[-1] if found else None
 
+    def any_rank(self, *flags: bool) -> List[bool]:
+        """Each flag OR-ed over all processes, so that every rank takes the same branch (a rank
+        that stopped alone would leave the others waiting in the gradient all-reduce)."""
+        if self.world_size == 1:
+            return list(flags)
+        counts = all_reduce_sum(paddle.to_tensor([float(flag) for flag in flags]))
+        return [bool(count > 0) for count in counts.numpy()]
+
     def run_step(self, images: paddle.Tensor, labels: paddle.Tensor) -> StepResult:
         """One iteration: forward, loss, (finite check), backward, optimizer and lr step."""
         paddle.seed(step_seed(self.seed, self.iter, self.rank))
@@ -313,8 +335,10 @@ class Trainer:
             logits_list = self.network(images)  # [main, aux], each [N, K, H, W]
             total, per_head = combine(logits_list, labels, self.loss_cfg)
         losses = [float(loss) for loss in per_head]
-        if not all(math.isfinite(value) for value in losses):
-            raise non_finite_error(self.iter, losses, self.last_checkpoint())
+        finite = all(math.isfinite(value) for value in losses)
+        if self.any_rank(not finite)[0]:
+            raise non_finite_error(self.iter, losses, self.last_checkpoint(),
+                                   on_this_rank=not finite)
         lr = self.optimizer.get_lr()
         self.precision.backward_and_step(total, self.optimizer)
         self.lr_scheduler.step()
@@ -323,21 +347,41 @@ class Trainer:
     def train(self) -> Dict[str, Any]:
         """Run from the current iteration to ``iters``; returns a summary of the run."""
         self.model.train()
-        batches = iter(self.loader)
-        with StopSignals() as stop:
-            while self.iter < self.iters and stop.received is None:
-                start = time.perf_counter()
-                images, labels = next(batches)
-                reader_cost = time.perf_counter() - start
-                self.iter += 1
-                step = self.run_step(images, labels)
-                step.reader_cost, step.batch_cost = reader_cost, time.perf_counter() - start
+        try:
+            with StopSignals() as signals:
+                self._loop(signals)
                 for hook in self.hooks:
-                    hook.after_step(self, step)
-            for hook in self.hooks:
-                hook.after_train(self)
-            stop.exit_after_save(self.iter)
+                    hook.after_train(self)
+                signals.exit_after_save(self.iter)
+        except Exception as error:  # out of memory / disk full: one line, not a traceback
+            one_line = as_training_error(error, self.iter, self.last_checkpoint())
+            if one_line is None:
+                raise
+            raise one_line from error
+        finally:
+            if self.vdl is not None:
+                self.vdl.close()
         return self.summary()
+
+    def _loop(self, signals: StopSignals) -> None:
+        batches = iter(self.loader)
+        while self.iter < self.iters:
+            if self.any_rank(signals.received is not None)[0]:
+                signals.received = signals.received or signal.SIGTERM  # another rank's signal
+                return
+            start = time.perf_counter()
+            try:
+                images, labels = next(batches)
+            except Exception:  # Ctrl-C also ends the loader's worker processes
+                if signals.received is None:
+                    raise
+                return
+            reader_cost = time.perf_counter() - start
+            self.iter += 1
+            step = self.run_step(images, labels)
+            step.reader_cost, step.batch_cost = reader_cost, time.perf_counter() - start
+            for hook in self.hooks:
+                hook.after_step(self, step)
 
     def summary(self) -> Dict[str, Any]:
         evals = [hook.last_results for hook in self.hooks if isinstance(hook, EvalHook)]
