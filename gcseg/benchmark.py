@@ -278,25 +278,69 @@ def tuned_environment() -> Dict[str, str]:
     return dict(plain_environment(), **recommended_settings())
 
 
-def prepare_val_run(model, config_dic: Dict, work_dir: str, input_size: Tuple[int, int],
-                    num_images: int) -> Tuple[str, str]:
-    """A generated Cityscapes-layout val set, the config (both programs load it) pointing at
-    it, and the model's weights."""
+def generated_config(config_dic: Dict, work_dir: str, image_size: Tuple[int, int],
+                     num_train: int, num_val: int,
+                     crop_size: Optional[Tuple[int, int]] = None) -> str:
+    """``config_dic`` pointed at a generated Cityscapes-layout set of ``image_size`` (W, H)
+    images, without pretrained weights (and with ``crop_size`` for its train crops), written
+    to ``work_dir``; returns the config's path (PaddleSeg can load it too)."""
     import yaml
     from gcseg.data.quickstart import make_quickstart_dataset
-    root = str(make_quickstart_dataset(os.path.join(work_dir, "val_data"), num_train=1,
-                                       num_val=num_images, size=tuple(input_size)))
+    root = str(make_quickstart_dataset(os.path.join(work_dir, "data"), num_train=num_train,
+                                       num_val=num_val, size=tuple(image_size)))
     dic = json.loads(json.dumps(config_dic))  # a deep, YAML-safe copy
     dic["model"].pop("pretrained", None)
     dic["model"]["backbone"].pop("pretrained", None)
     for split in ("train_dataset", "val_dataset"):
         dic[split].update(type="Cityscapes", dataset_root=root)
-    config = os.path.join(work_dir, "val_config.yml")
+    for transform in dic["train_dataset"].get("transforms", []):
+        if crop_size and transform.get("type") == "RandomPaddingCrop":
+            transform["crop_size"] = list(crop_size)
+    config = os.path.join(work_dir, "config.yml")
     with open(config, "w", encoding="utf-8") as handle:
         yaml.safe_dump(dic, handle, sort_keys=False)
+    return config
+
+
+def prepare_val_run(model, config_dic: Dict, work_dir: str, input_size: Tuple[int, int],
+                    num_images: int) -> Tuple[str, str]:
+    """A config on a generated val set of ``input_size`` images, and the model's weights."""
+    config = generated_config(config_dic, work_dir, input_size, num_train=1, num_val=num_images)
     weights = os.path.join(work_dir, "model.pdparams")
     paddle.save(model.state_dict(), weights)
     return config, weights
+
+
+def reader_rows(config_dic: Dict, work_dir: str, input_size: Tuple[int, int],
+                iters: int) -> List[Row]:
+    """Share of a training step spent waiting for data: ``iters`` real steps of the config's
+    trainer (its own train transforms and default ``num_workers``) with ``input_size`` crops
+    from images twice that size (as 1024x512 crops from 2048x1024 Cityscapes frames). The
+    first step (loader start-up) is left out."""
+    from gcseg.config import Config
+    from gcseg.engine.trainer import Hook, Trainer, TrainSettings
+
+    class Costs(Hook):
+        def __init__(self) -> None:
+            self.steps: List[Tuple[float, float]] = []
+
+        def after_step(self, trainer, step) -> None:
+            self.steps.append((step.reader_cost, step.batch_cost))
+
+    width, height = input_size
+    run_dir = os.path.join(work_dir, "reader")
+    cfg = Config(generated_config(config_dic, run_dir, (2 * width, 2 * height),
+                                  num_train=2 * iters, num_val=1, crop_size=input_size),
+                 [f"iters={iters}", "batch_size=2"])
+    trainer = Trainer(cfg, TrainSettings.from_config(cfg, save_dir=os.path.join(run_dir, "out"),
+                                                     save_interval=iters))
+    costs = Costs()
+    trainer.hooks.append(costs)
+    trainer.train()
+    reader, batch = (sum(values) for values in zip(*costs.steps[1:]))
+    workers = trainer.settings.num_workers
+    return [Row(f"training reader_cost / batch_cost ({workers} workers, batch 2, "
+                f"{width}x{height} crops)", "%", 100 * reader / batch, None)]
 
 
 def paddleseg_val_child(config: str, model_path: str) -> None:
@@ -356,9 +400,10 @@ def model_rows(model, twin, folded, shape) -> Tuple[List[Row], Dict[str, int]]:
 def run_benchmark(config: str, input_size: Tuple[int, int] = (512, 256), repeats: int = 5,
                   opts: Sequence[str] = (), deploy: bool = True, memory: bool = True,
                   work_dir: str = "output/benchmark", val_images: int = 0,
-                  val_repeats: int = 1) -> Dict:
+                  val_repeats: int = 1, train_iters: int = 0) -> Dict:
     """All rows for ``config`` at ``input_size`` (W, H); ``val_images > 0`` adds the
-    whole-process val.py rows. Returns ``{"rows": [...], "meta": {...}}``."""
+    whole-process val.py rows, ``train_iters > 1`` the training data-pipeline row.
+    Returns ``{"rows": [...], "meta": {...}}``."""
     from gcseg.config import Config
     cfg = Config(config, list(opts))
     model = cfg.model
@@ -389,6 +434,8 @@ def run_benchmark(config: str, input_size: Tuple[int, int] = (512, 256), repeats
     if val_images:
         rows += val_process_rows(model, cfg.dic, work_dir, input_size, val_images,
                                  val_repeats)
+    if train_iters > 1:
+        rows += reader_rows(cfg.dic, work_dir, input_size, train_iters)
     meta = {"config": config, "input_size": list(input_size), "repeats": repeats,
             "paddle": paddle.__version__, "flops_by_kind": flops, "engine": engine_name(forward),
             "env": {k: os.environ.get(k) for k in TUNING_VARIABLES[:3]},

@@ -2,7 +2,7 @@
 
     python scripts/benchmark.py --config C [--input_size W H] [--vs paddleseg]
         [--json out.json] [--repeats N] [--no_deploy] [--no_memory]
-        [--val_images N [--val_repeats R]]
+        [--val_images N [--val_repeats R]] [--train_iters N]
 
 Prints a markdown table with the gcseg/PaddleSeg ratio per row.
 """
@@ -36,6 +36,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="add the whole-process rows: scripts/val.py vs PaddleSeg's "
                              "evaluate on this many generated images of --input_size")
     parser.add_argument("--val_repeats", type=int, default=1)
+    parser.add_argument("--train_iters", type=int, default=0,
+                        help="add the training data-pipeline row: reader_cost / batch_cost "
+                             "over this many real training steps (2 or more)")
     parser.add_argument("--work_dir", default="output/benchmark")
     return parser
 
@@ -48,7 +51,8 @@ def main() -> int:
     result = run_benchmark(args.config, tuple(args.input_size), args.repeats,
                            opts=args.opts or [], deploy=not args.no_deploy,
                            memory=not args.no_memory, work_dir=args.work_dir,
-                           val_images=args.val_images, val_repeats=args.val_repeats)
+                           val_images=args.val_images, val_repeats=args.val_repeats,
+                           train_iters=args.train_iters)
     print(format_table(result))
     print(f"load average during the run: {result['meta']['load_average']}")
     if args.json:

@@ -18,7 +18,7 @@ lr_scheduler:
 loss:
   types:
     - type: CrossEntropyLoss
-  coef: [1]
+  coef: [1, 0.4]
 model:
   type: GCNet
   num_classes: 19
@@ -30,6 +30,8 @@ train_dataset:
   type: Cityscapes
   dataset_root: {root}
   transforms:
+    - type: RandomPaddingCrop
+      crop_size: [64, 64]
     - type: Normalize
   mode: train
 val_dataset:
@@ -54,7 +56,8 @@ def test_benchmark_end_to_end_table(tmp_path):
     config = tmp_path / "tiny.yml"
     config.write_text(TINY_CONFIG.format(root=tmp_path / "data"))
     result = run_benchmark(str(config), input_size=(96, 64), repeats=1, deploy=True,
-                           memory=False, work_dir=str(tmp_path / "work"), val_images=1)
+                           memory=False, work_dir=str(tmp_path / "work"), val_images=1,
+                           train_iters=3)
     rows = {row["name"]: row for row in result["rows"]}
     assert result["meta"]["engine"] == "predictor"
     for name in ("parameters", "eval forward latency (predictor)", "train step (batch 2)",
@@ -65,6 +68,8 @@ def test_benchmark_end_to_end_table(tmp_path):
     assert len(whole) == 2 and all(row["gcseg"] > 0 and row["paddleseg"] > 0 for row in whole)
     assert any(name.startswith("multi-scale") for name in rows)
     assert any(name.startswith("sliding window") for name in rows)
+    (reader,) = [row for name, row in rows.items() if name.startswith("training reader_cost")]
+    assert "0 workers, batch 2, 96x64 crops" in reader["name"] and 0 < reader["gcseg"] < 100
     assert rows["parameters"]["ratio"] == pytest.approx(1.0)  # same architecture, same weights
     assert rows["max |logit gcseg folded - paddleseg|"]["gcseg"] < 1e-3
     timed = rows["eval forward latency (predictor)"]

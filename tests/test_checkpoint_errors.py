@@ -37,7 +37,14 @@ def val(config, model_path):  # noqa: F811
 
 def test_missing_weights(config, tmp_path):  # noqa: F811
     missing = tmp_path / "nope.pdparams"
-    assert_one_line_error(val(config, missing), missing, "not found")
+    line = assert_one_line_error(val(config, missing), f"weights file not found: {missing}")
+    assert "pretrained" not in line  # a trained checkpoint is not pretrained weights
+
+
+def test_a_checkpoint_directory_names_its_weights_file(config, weights):  # noqa: F811
+    checkpoint = weights / "iter_1"
+    assert_one_line_error(val(config, checkpoint),
+                          f"{checkpoint} is a directory; pass {checkpoint / 'model.pdparams'}")
 
 
 def test_truncated_weights(config, weights, tmp_path):  # noqa: F811
@@ -73,6 +80,15 @@ def resume(config, checkpoint, save_dir):  # noqa: F811
 def test_resume_from_a_missing_directory(config, tmp_path):  # noqa: F811
     missing = tmp_path / "iter_7"
     assert_one_line_error(resume(config, missing, tmp_path), missing, "not a checkpoint")
+
+
+def test_resume_from_a_directory_without_model_weights(config, weights, tmp_path):  # noqa: F811
+    checkpoint = tmp_path / "iter_1"
+    shutil.copytree(weights / "iter_1", checkpoint)
+    (checkpoint / "model.pdparams").unlink()
+    line = assert_one_line_error(resume(config, checkpoint, tmp_path / "out"),
+                                 f"weights file not found: {checkpoint / 'model.pdparams'}")
+    assert "pretrained" not in line
 
 
 @pytest.mark.parametrize("damaged, expected", [("model.pdopt", "cannot restore the optimizer"),

@@ -7,6 +7,7 @@ import os
 import socket
 import tarfile
 import threading
+import zipfile
 
 import numpy as np
 import paddle
@@ -134,20 +135,58 @@ def test_missing_file_and_unknown_format(tmp_path):
         load_state_dict_file(str(tmp_path / "nope.pdparams"))
     with pytest.raises(CheckpointError, match=r"unsupported weights format '\.pt'"):
         save_weights({}, str(tmp_path / "w.pt"))
-    with pytest.raises(CheckpointError, match="pretrained weights not found: .*nope.pdparams"):
+    with pytest.raises(CheckpointError, match="^weights file not found: .*nope.pdparams$"):
         resolve_pretrained(str(tmp_path / "nope.pdparams"))
 
 
-def archive_bytes(state):
-    """A PaddleSeg-style ImageNet archive: ``resnet_test/model.pdparams`` inside a tar.gz."""
+def test_a_directory_names_the_file_to_pass(tmp_path):
+    directory = tmp_path / "iter_1"
+    directory.mkdir()
+    with pytest.raises(CheckpointError, match=f"^{directory} is a directory; pass a .pdparams "
+                                              r"or .safetensors file \(there is no model"):
+        load_weights(small_layer(), str(directory))
+    save_weights(small_layer(), str(directory / "model.pdparams"))
+    for read in (resolve_pretrained, load_state_dict_file):
+        with pytest.raises(CheckpointError) as error:
+            read(str(directory))
+        assert str(error.value) == f"{directory} is a directory; pass {directory}/model.pdparams"
+
+
+def pdparams_bytes(state):
     buffer = io.BytesIO()
     paddle.save(state, buffer)
-    payload = buffer.getvalue()
+    return buffer.getvalue()
+
+
+def file_member(name, payload):
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    return info, io.BytesIO(payload)
+
+
+def link_member(name, target, kind=tarfile.SYMTYPE):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info, None
+
+
+def tar_bytes(*members, mode="w:gz"):
     archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        info = tarfile.TarInfo("resnet_test/model.pdparams")
-        info.size = len(payload)
-        tar.addfile(info, io.BytesIO(payload))
+    with tarfile.open(fileobj=archive, mode=mode) as tar:
+        for info, payload in members:
+            tar.addfile(info, payload)
+    return archive.getvalue()
+
+
+def archive_bytes(state, mode="w:gz"):
+    """A PaddleSeg-style ImageNet archive: ``resnet_test/model.pdparams`` inside a tar.gz."""
+    return tar_bytes(file_member("resnet_test/model.pdparams", pdparams_bytes(state)), mode=mode)
+
+
+def zip_bytes(state):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("resnet_test/model.pdparams", pdparams_bytes(state))
     return archive.getvalue()
 
 
@@ -199,8 +238,7 @@ def test_download_failures_name_the_url(http_root):
                                               r"\(HTTP 404 "):
         resolve_pretrained(f"{base}/absent.pdparams")
     (root / "broken.tar.gz").write_bytes(b"not a tar archive")
-    with pytest.raises(CheckpointError, match=f"{base}/broken.tar.gz: the downloaded archive "
-                                              "is corrupt"):
+    with pytest.raises(CheckpointError, match=f"{base}/broken.tar.gz: the archive is corrupt"):
         resolve_pretrained(f"{base}/broken.tar.gz")
 
 
@@ -216,3 +254,116 @@ def test_offline_error_says_how_to_proceed(tmp_path, monkeypatch):
     assert message.startswith(f"cannot download {url} (")
     assert "pass the local file via `pretrained: " in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("name", ["resnet_test.tar.gz", "resnet_test.tgz", "resnet_test.tar",
+                                  "resnet_test.zip"])
+def test_local_archive_is_unpacked_once_into_cache(tmp_path, monkeypatch, name):
+    monkeypatch.setenv("GCSEG_HOME", str(tmp_path / "home"))
+    layer = small_layer()
+    state = random_state(layer, 4)
+    archive = tmp_path / "downloads" / name
+    archive.parent.mkdir()
+    archive.write_bytes(zip_bytes(state) if name.endswith(".zip")
+                        else archive_bytes(state, "w" if name.endswith(".tar") else "w:gz"))
+    load_weights(layer, str(archive), what="backbone")
+    assert_same_arrays(arrays(layer), state)
+    path = resolve_pretrained(str(archive))
+    assert path.startswith(str(tmp_path / "home" / "pretrained" / "resnet_test-"))
+    assert path.endswith(os.path.join("resnet_test", "model.pdparams"))
+    assert archive.exists()  # the user's file is read, never moved or deleted
+    assert len(os.listdir(tmp_path / "home" / "pretrained")) == 1  # one entry, no temp dir left
+
+
+def test_a_replaced_local_archive_is_unpacked_afresh(tmp_path, monkeypatch):
+    monkeypatch.setenv("GCSEG_HOME", str(tmp_path / "home"))
+    layer = small_layer()
+    archive = tmp_path / "resnet_test.tar.gz"
+    archive.write_bytes(archive_bytes(random_state(layer, 5)))
+    first = resolve_pretrained(str(archive))
+    newer = random_state(layer, 6)
+    archive.write_bytes(archive_bytes(newer))
+    os.utime(archive, ns=(1, 1))  # the same size is possible; the modification time differs
+    assert resolve_pretrained(str(archive)) != first
+    load_weights(layer, str(archive), what="backbone")
+    assert_same_arrays(arrays(layer), newer)
+
+
+def test_a_corrupt_local_archive_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("GCSEG_HOME", str(tmp_path / "home"))
+    for name in ("broken.tgz", "broken.zip"):
+        (tmp_path / name).write_bytes(b"not an archive")
+        with pytest.raises(CheckpointError, match=f"^{tmp_path / name}: the archive is corrupt"):
+            resolve_pretrained(str(tmp_path / name))
+    assert os.listdir(tmp_path / "home" / "pretrained") == []
+
+
+@pytest.fixture
+def tarfile_without_filters(monkeypatch):
+    """``tarfile`` as on Python before 3.9.17/3.10.12/3.11.4: no ``filter=`` keyword."""
+    monkeypatch.delattr(tarfile, "data_filter")
+    for method in ("extract", "extractall"):
+        original = getattr(tarfile.TarFile, method)
+
+        def without_filter(self, *args, _original=original, _method=method, **kwargs):
+            if "filter" in kwargs:
+                raise TypeError(f"{_method}() got an unexpected keyword argument 'filter'")
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(tarfile.TarFile, method, without_filter)
+
+
+def test_archives_unpack_on_pythons_without_extraction_filters(tmp_path, monkeypatch,
+                                                               tarfile_without_filters):
+    monkeypatch.setenv("GCSEG_HOME", str(tmp_path / "home"))
+    layer = small_layer()
+    state = random_state(layer, 7)
+    archive = tmp_path / "resnet_test.tar.gz"
+    archive.write_bytes(tar_bytes(file_member("resnet_test/model.pdparams", pdparams_bytes(state)),
+                                  link_member("resnet_test/latest", "model.pdparams")))
+    load_weights(layer, str(archive), what="backbone")
+    assert_same_arrays(arrays(layer), state)
+
+
+OUTSIDE = "../../outside.pdparams"  # from <cache>/pretrained/.tmp-x/ to tmp_path/home/
+
+
+def unsafe_archives(tmp_path):
+    """Archives whose members would write outside the extraction directory, by how they try."""
+    payload = b"x"
+    return {
+        "dotdot": tar_bytes(file_member(OUTSIDE, payload)),
+        "symlink": tar_bytes(link_member("escape", "../../outside"),
+                             file_member("escape/w.pdparams", payload)),
+        "hardlink": tar_bytes(link_member("w.pdparams", str(tmp_path / "victim"), tarfile.LNKTYPE)),
+        "chained links": tar_bytes(link_member("a/b/up", "../.."),
+                                   link_member("a/b/escape", "up/../.."),
+                                   file_member("a/b/escape/outside.pdparams", payload)),
+    }
+
+
+@pytest.mark.parametrize("python", ["with filters", "without filters"])
+@pytest.mark.parametrize("how", ["dotdot", "symlink", "hardlink", "chained links"])
+def test_archive_members_cannot_escape(tmp_path, monkeypatch, request, python, how):
+    if python == "without filters":
+        request.getfixturevalue("tarfile_without_filters")
+    monkeypatch.setenv("GCSEG_HOME", str(tmp_path / "home"))
+    (tmp_path / "victim").write_bytes(b"keep")
+    archive = tmp_path / "evil.tar.gz"
+    archive.write_bytes(unsafe_archives(tmp_path)[how])
+    with pytest.raises(CheckpointError, match=f"^{archive}: refusing to unpack the archive, "
+                                              "member '"):
+        resolve_pretrained(str(archive))
+    assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["pretrained"]
+    assert os.listdir(tmp_path / "home" / "pretrained") == []
+    assert (tmp_path / "victim").read_bytes() == b"keep"
+
+
+def test_absolute_members_are_refused_without_filters(tmp_path, monkeypatch,
+                                                      tarfile_without_filters):
+    monkeypatch.setenv("GCSEG_HOME", str(tmp_path / "home"))
+    target = tmp_path / "absolute.pdparams"
+    archive = tmp_path / "evil.tar"
+    archive.write_bytes(tar_bytes(file_member(str(target), b"x"), mode="w"))
+    with pytest.raises(CheckpointError, match="has an absolute path or a '..' component"):
+        resolve_pretrained(str(archive))
+    assert not target.exists()

@@ -2,8 +2,8 @@
 
 Formats are chosen by extension: ``.pdparams`` (Paddle's pickle, PaddleSeg's checkpoints) and
 ``.safetensors``. ``pretrained:`` values may be URLs; they are downloaded once into
-``$GCSEG_HOME/pretrained`` (default ``~/.cache/gcseg/pretrained``), and PaddleSeg's ImageNet
-``.tar.gz`` archives are unpacked there.
+``$GCSEG_HOME/pretrained`` (default ``~/.cache/gcseg/pretrained``). Archives (PaddleSeg's ImageNet
+``.tar.gz``, also ``.tgz``, ``.tar``, ``.zip``), downloaded or local, are unpacked there once.
 """
 import hashlib
 import http.client
@@ -14,7 +14,8 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-from typing import Dict, List, Mapping, Union
+import zipfile
+from typing import Callable, Dict, List, Mapping, Optional, Union
 from urllib.parse import urlparse
 
 import numpy as np
@@ -28,7 +29,7 @@ from gcseg.errors import CheckpointError
 logger = logging.getLogger(__name__)
 
 WEIGHT_EXTENSIONS = (".pdparams", ".safetensors")
-_ARCHIVE_EXTENSIONS = (".tar.gz", ".tgz", ".tar")
+_ARCHIVE_EXTENSIONS = (".tar.gz", ".tgz", ".tar", ".zip")
 _SHOWN_KEYS = 3
 
 
@@ -38,6 +39,18 @@ def _extension(path: str) -> str:
         raise CheckpointError(f"{path}: unsupported weights format '{ext}'; expected "
                               f"{' or '.join(WEIGHT_EXTENSIONS)}")
     return ext
+
+
+def _check_weights_file(path: str) -> None:
+    """A weights path must be a file; a directory gets the file to pass inside it named."""
+    if os.path.isdir(path):
+        inside = os.path.join(path, "model.pdparams")
+        if os.path.isfile(inside):
+            raise CheckpointError(f"{path} is a directory; pass {inside}")
+        raise CheckpointError(f"{path} is a directory; pass a {' or '.join(WEIGHT_EXTENSIONS)} "
+                              f"file (there is no model.pdparams in it)")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"weights file not found: {path}")
 
 
 def _to_numpy(value: object) -> np.ndarray:
@@ -50,9 +63,8 @@ def load_state_dict_file(path: str) -> Dict[str, np.ndarray]:
     Entries that are not arrays (old Paddle files carry a ``StructuredToParameterName@@``
     table) are dropped.
     """
+    _check_weights_file(path)
     ext = _extension(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"weights file not found: {path}")
     try:
         if ext == ".safetensors":
             raw = load_file(path)
@@ -166,24 +178,44 @@ def _numpy_dtype(tensor: paddle.Tensor) -> np.dtype:
 
 
 def cache_dir() -> str:
-    """Where downloaded weights live: ``$GCSEG_HOME/pretrained`` or ``~/.cache/gcseg/...``."""
+    """Where downloaded and unpacked weights live: ``$GCSEG_HOME/pretrained`` or
+    ``~/.cache/gcseg/pretrained``."""
     home = os.environ.get("GCSEG_HOME") or os.path.join(os.path.expanduser("~"), ".cache",
                                                         "gcseg")
     return os.path.join(home, "pretrained")
 
 
 def resolve_pretrained(path_or_url: str) -> str:
-    """Return a local weights file for a path (checked) or a URL (downloaded once, cached)."""
-    if urlparse(path_or_url).scheme not in ("http", "https"):
-        if not os.path.exists(path_or_url):
-            raise CheckpointError(f"pretrained weights not found: {path_or_url}")
-        return path_or_url
-    name = os.path.basename(urlparse(path_or_url).path) or "weights"
-    digest = hashlib.sha256(path_or_url.encode()).hexdigest()[:10]
-    target = os.path.join(cache_dir(), f"{_strip_archive_ext(name)}-{digest}")
-    if not os.path.isdir(target):
-        _download_into(path_or_url, name, target)
-    return _find_weights(target, path_or_url)
+    """Return a local weights file for a path (checked), a local archive (unpacked once into the
+    cache) or a URL (downloaded once, cached)."""
+    if urlparse(path_or_url).scheme in ("http", "https"):
+        return _resolve_url(path_or_url)
+    _check_weights_file(path_or_url)
+    return _resolve_archive(path_or_url) if _is_archive(path_or_url) else path_or_url
+
+
+def _resolve_url(url: str) -> str:
+    name = os.path.basename(urlparse(url).path) or "weights"
+    entry = _cached(_cache_entry(name, url), lambda staging: _download(url, name, staging))
+    return _find_weights(entry, url)
+
+
+def _resolve_archive(archive: str) -> str:
+    stat = os.stat(archive)  # keyed by path, size and time: a replaced archive is unpacked afresh
+    key = f"{os.path.abspath(archive)}:{stat.st_size}:{stat.st_mtime_ns}"
+    entry = _cached(_cache_entry(os.path.basename(archive), key),
+                    lambda staging: _unpack(archive, staging, archive))
+    return _find_weights(entry, archive)
+
+
+def _is_archive(name: str) -> bool:
+    return name.lower().endswith(_ARCHIVE_EXTENSIONS)
+
+
+def _cache_entry(name: str, key: str) -> str:
+    """The cache directory for ``name``: readable, and unique per ``key`` (a URL or file)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    return os.path.join(cache_dir(), f"{_strip_archive_ext(name)}-{digest}")
 
 
 def _strip_archive_ext(name: str) -> str:
@@ -193,15 +225,15 @@ def _strip_archive_ext(name: str) -> str:
     return name
 
 
-def _download_into(url: str, name: str, target: str) -> None:
-    """Download ``url`` (unpacking an archive) into a temp dir, then rename it to ``target``."""
+def _cached(target: str, fill: Callable[[str], None]) -> str:
+    """Create the cache entry ``target`` once: ``fill`` writes a temp dir renamed to ``target``,
+    so an interrupted download or unpacking leaves no half entry."""
+    if os.path.isdir(target):
+        return target
     os.makedirs(cache_dir(), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir())
     try:
-        file_path = os.path.join(staging, name)
-        _fetch(url, file_path)
-        if name.lower().endswith(_ARCHIVE_EXTENSIONS):
-            _unpack(file_path, staging, url)
+        fill(staging)
         try:
             os.replace(staging, target)
         except OSError:
@@ -209,6 +241,16 @@ def _download_into(url: str, name: str, target: str) -> None:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _download(url: str, name: str, staging: str) -> None:
+    """Download ``url`` into ``staging`` as ``name``, unpacking (and dropping) an archive."""
+    file_path = os.path.join(staging, name)
+    _fetch(url, file_path)
+    if _is_archive(name):
+        _unpack(file_path, staging, url)
+        os.remove(file_path)
 
 
 def _fetch(url: str, file_path: str) -> None:
@@ -230,16 +272,65 @@ def _fetch(url: str, file_path: str) -> None:
             f"and pass the local file via `pretrained: /path/to/model.pdparams`") from exc
 
 
-def _unpack(archive: str, destination: str, url: str) -> None:
+def _unpack(archive: str, destination: str, source: str) -> None:
+    """Extract a tar or zip ``archive`` into ``destination``; errors name ``source``."""
     try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(destination, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise CheckpointError(f"{url}: the downloaded archive is corrupt ({exc})") from exc
-    os.remove(archive)
+        if archive.lower().endswith(".zip"):
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(destination)  # zipfile drops absolute paths and '..' itself
+        else:
+            with tarfile.open(archive) as tar:
+                _extract_tar(tar, destination, source)
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(f"{source}: the archive is corrupt ({exc})") from exc
 
 
-def _find_weights(directory: str, url: str) -> str:
+def _extract_tar(tar: tarfile.TarFile, destination: str, source: str) -> None:
+    if not hasattr(tarfile, "data_filter"):  # before Python 3.9.17, 3.10.12, 3.11.4
+        _extract_checked(tar, destination, source)
+        return
+    try:
+        tar.extractall(destination, filter="data")
+    except tarfile.FilterError as exc:
+        raise _unsafe_archive(source, str(exc)) from exc
+
+
+def _extract_checked(tar: tarfile.TarFile, destination: str, source: str) -> None:
+    """What ``filter="data"`` guarantees, for Pythons without it: one member at a time (so a
+    link extracted earlier is followed when checking later paths), nothing lands outside."""
+    root = os.path.realpath(destination)
+    for member in tar:
+        reason = _unsafe_reason(member, root)
+        if reason:
+            raise _unsafe_archive(source, f"{member.name!r} {reason}")
+        tar.extract(member, destination, set_attrs=False)  # permissions from the umask
+
+
+def _unsafe_reason(member: tarfile.TarInfo, root: str) -> Optional[str]:
+    """Why extracting ``member`` under ``root`` is unsafe, or None when it is safe."""
+    if os.path.isabs(member.name) or ".." in member.name.split("/"):
+        return "has an absolute path or a '..' component"
+    if member.isdev():
+        return "is a device file or pipe"
+    path = os.path.join(root, member.name)
+    if not _inside(root, path):
+        return "would be extracted outside the destination through a link"
+    if member.issym() or member.islnk():
+        base = os.path.dirname(path) if member.issym() else root  # hard links name from the top
+        if os.path.isabs(member.linkname) or not _inside(root, os.path.join(base, member.linkname)):
+            return f"links outside the destination ({member.linkname})"
+    return None
+
+
+def _inside(root: str, path: str) -> bool:
+    return os.path.commonpath([root, os.path.realpath(path)]) == root
+
+
+def _unsafe_archive(source: str, reason: str) -> CheckpointError:
+    return CheckpointError(f"{source}: refusing to unpack the archive, member {reason}")
+
+
+def _find_weights(directory: str, source: str) -> str:
     """The weights file in a cache entry: ``model.pdparams`` if present, else the only one."""
     found = sorted(os.path.join(root, file) for root, _, files in os.walk(directory)
                    for file in files if file.lower().endswith(WEIGHT_EXTENSIONS))
@@ -248,5 +339,5 @@ def _find_weights(directory: str, url: str) -> str:
         return preferred[0]
     if len(found) == 1:
         return found[0]
-    raise CheckpointError(f"{url}: expected one .pdparams/.safetensors file in the download "
-                          f"(cached in {directory}), found {len(found)}")
+    raise CheckpointError(f"{source}: expected one .pdparams/.safetensors file in it, found "
+                          f"{len(found)} (cached in {directory})")
