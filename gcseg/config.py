@@ -10,6 +10,7 @@ Every error names the file that set the offending key (bases included) and the d
 """
 import collections.abc
 import copy
+import difflib
 import inspect
 import types
 import typing
@@ -32,6 +33,17 @@ REGISTRY_BY_KEY = {
     "transforms": TRANSFORMS, "types": LOSSES, "losses": LOSSES, "optimizer": OPTIMIZERS,
     "lr_scheduler": LR_SCHEDULERS, "learning_rate": LR_SCHEDULERS,
 }
+# Of those, the keys holding a list of components, and the keys that may hold a plain value (a
+# number) instead of a component; every other one must hold a ``{type: ...}`` mapping.
+COMPONENT_LIST_KEYS = {"transforms", "types", "losses"}
+COMPONENT_OR_VALUE_KEYS = {"learning_rate"}
+
+# The top-level keys PaddleSeg 2.8 reads (cvlibs/config.py, its tools and configs), old-style
+# ``learning_rate`` and ``test_config`` included; anything else is a misspelling.
+TOP_LEVEL_KEYS = (
+    "batch_size", "iters", "model", "train_dataset", "val_dataset", "test_dataset", "optimizer",
+    "lr_scheduler", "learning_rate", "loss", "distill_loss", "export", "global", "train", "test",
+    "test_config", "to_static_training", BASE_KEY, INHERIT_KEY)
 
 # PaddleSeg's runtime.yml: the defaults of the script flags, by section.
 RUNTIME_DEFAULTS = {
@@ -158,6 +170,8 @@ def apply_opts(dic: Dict[str, Any], opts: Optional[Sequence[str]],
     for keys, value in parse_opts(opts):
         node = dic
         for depth, key in enumerate(keys[:-1]):
+            if key not in node:
+                origins[".".join(keys[:depth + 1])] = OPTS_ORIGIN
             child = node.setdefault(key, {})
             if not isinstance(child, dict):
                 where = ".".join(keys[:depth + 1])
@@ -169,12 +183,17 @@ def apply_opts(dic: Dict[str, Any], opts: Optional[Sequence[str]],
 
 
 # ----------------------------------------------------------------------------- building
+# ``X | Y`` annotations have their own origin from Python 3.10 on.
+_UNION_ORIGINS = (Union, getattr(types, "UnionType", Union))
+
+
 def _type_matches(value: Any, expected: Any) -> bool:
-    """A loose check of a YAML value against a constructor annotation (simple types only)."""
+    """A loose check of a YAML value against a constructor annotation: simple types, sequences,
+    mappings and classes; any other annotation accepts every value."""
     origin = typing.get_origin(expected)
     if expected in (inspect.Parameter.empty, Any) or isinstance(expected, (str, typing.TypeVar)):
         return True
-    if origin is Union or origin is types.UnionType:
+    if origin in _UNION_ORIGINS:
         return any(_type_matches(value, arg) for arg in typing.get_args(expected))
     if expected is type(None):
         return value is None
@@ -190,6 +209,8 @@ def _type_matches(value: Any, expected: Any) -> bool:
         return isinstance(value, (list, tuple))
     if origin is dict or expected is dict:
         return isinstance(value, dict)
+    if inspect.isclass(expected):
+        return isinstance(value, expected)
     return True
 
 
@@ -270,9 +291,15 @@ class ComponentBuilder:
     def fail(self, dotted: str, message: str) -> ConfigError:
         return ConfigError(f"{self.origin(dotted)}: {message}")
 
+    def not_a_mapping(self, spec: Any, registry: Registry, where: str) -> ConfigError:
+        hint = (f"; did you mean {{type: {spec}}}?"
+                if isinstance(spec, str) and spec in registry else "")
+        return self.fail(where, f"{where}: expected a mapping with type: and the "
+                                f"{registry.kind}'s arguments, got {spec!r}{hint}")
+
     def build(self, spec: Any, registry: Registry, where: str, **extra: Any) -> Any:
         if not isinstance(spec, dict):
-            raise self.fail(where, f"{where}: expected a mapping with a 'type' key, got {spec!r}")
+            raise self.not_a_mapping(spec, registry, where)
         spec = dict(spec)
         name = spec.pop("type", None)
         if name is None:
@@ -295,19 +322,31 @@ class ComponentBuilder:
         except GcsegError as error:
             if isinstance(error, ConfigError) and str(error).startswith(str(self.origin(where))):
                 raise
-            raise type(error)(f"{self.origin(where)}: {where}: {error}") from None
-        except (TypeError, ValueError, AssertionError) as error:
+            raise self.locate(error, kwargs, where) from None
+        except (TypeError, ValueError, AssertionError, ArithmeticError) as error:
             raise self.fail(where, f"{where}: cannot build {getattr(target, '__name__', target)}:"
                                    f" {error}") from None
 
+    def locate(self, error: GcsegError, kwargs: Dict[str, Any], where: str) -> GcsegError:
+        """The error of a constructor, prefixed with the file and key; a message that starts
+        with one of the constructor's arguments (``weight_decay: ...``) is placed at it."""
+        message = str(error)
+        key, sep, rest = message.partition(":")
+        if sep and key in kwargs:
+            where, message = f"{where}.{key}", rest.lstrip()
+        return type(error)(f"{self.origin(where)}: {where}: {message}")
+
     def build_value(self, value: Any, key: str, where: str) -> Any:
+        """An argument's value, with the components under ``REGISTRY_BY_KEY``'s keys built."""
         registry = REGISTRY_BY_KEY.get(key)
-        if isinstance(value, dict) and "type" in value and registry is not None:
+        if registry is None or (key in COMPONENT_OR_VALUE_KEYS and not isinstance(value, dict)):
+            return value
+        if key not in COMPONENT_LIST_KEYS:
             return self.build(value, registry, where)
-        if isinstance(value, list) and registry is not None and all(
-                isinstance(item, dict) and "type" in item for item in value) and value:
-            return [self.build(item, registry, f"{where}.{i}") for i, item in enumerate(value)]
-        return value
+        if not isinstance(value, list):
+            raise self.fail(where, f"{where}: expected a list of {registry.kind}s, each a mapping "
+                                   f"with type:, got {value!r}")
+        return [self.build(item, registry, f"{where}.{i}") for i, item in enumerate(value)]
 
 
 # ----------------------------------------------------------------------------- Config
@@ -341,6 +380,7 @@ class Config:
         apply_opts(self.dic, opts, self.origins)
         self._builder = ComponentBuilder(self.origins, self.path)
         self._cache: Dict[str, Any] = {}
+        self._check_top_level_keys()
         self._check_schedule()
 
     # -- plain values
@@ -351,6 +391,15 @@ class Config:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise self._builder.fail(key, f"{key}: expected a positive integer, got {value!r}")
         return value
+
+    def _check_top_level_keys(self) -> None:
+        for key in self.dic:
+            if key in TOP_LEVEL_KEYS:
+                continue
+            close = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(TOP_LEVEL_KEYS)}"
+            shown = key if str(key).isprintable() else repr(key)  # the message stays one line
+            raise self._builder.fail(str(key), f"{shown}: unknown top-level key ({hint})")
 
     def _check_schedule(self) -> None:
         for key in ("batch_size", "iters"):

@@ -2,16 +2,79 @@
 
 Every Paddle optimizer and lr scheduler is available under its Paddle name. Two PaddleSeg
 conventions are kept: ``type: SGD`` (or ``sgd``) with a ``momentum`` key means momentum SGD, and
-an lr scheduler may carry ``warmup_iters`` / ``warmup_start_lr`` for a linear warmup.
+an lr scheduler may carry ``warmup_iters`` / ``warmup_start_lr`` for a linear warmup (up to the
+scheduler's initial learning rate).
 ``PolynomialDecay`` decays over the run's ``iters`` (less the warmup) unless ``decay_steps`` is set.
+Arguments Paddle would only trip over at the first step (numbers, flags) are checked when the
+optimizer or scheduler is built.
 """
 import inspect
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import paddle
 
 from gcseg.errors import ConfigError
 from gcseg.registry import LR_SCHEDULERS, OPTIMIZERS
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_learning_rate(value: Any) -> bool:
+    return _is_number(value) or isinstance(value, paddle.optimizer.lr.LRScheduler)
+
+
+def _is_weight_decay(value: Any) -> bool:
+    return _is_number(value) or isinstance(value, paddle.regularizer.WeightDecayRegularizer)
+
+
+def _is_gradient_clip(value: Any) -> bool:
+    return isinstance(value, paddle.nn.clip.ClipGradBase)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+_PLAIN_NUMBERS = ("momentum", "beta1", "beta2", "epsilon", "rho", "end_lr", "power", "gamma",
+                  "eta_min", "start_lr")
+# Paddle 2.6 takes an int ``weight_decay`` for a regularizer object, so these get floats.
+FLOAT_ARGUMENTS = {"learning_rate", "weight_decay", *_PLAIN_NUMBERS}
+
+# What an argument accepts, and how to say so. Paddle's own annotations name its classes in
+# strings (3.x) or are absent (2.6), so the config's type check lets anything through, and a
+# wrong value would only fail at the first step ("'str' object is not callable").
+ARGUMENT_CHECKS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+    "learning_rate": (_is_learning_rate, "a number or an lr scheduler"),
+    "weight_decay": (_optional(_is_weight_decay),
+                     "a number or a regularizer (paddle.regularizer.L2Decay)"),
+    "grad_clip": (_optional(_is_gradient_clip),
+                  "a gradient clip (paddle.nn.ClipGradByGlobalNorm) or null"),
+    **{name: (_is_number, "a number") for name in _PLAIN_NUMBERS},
+    **{name: (_is_count, "an integer") for name in (
+        "warmup_iters", "warmup_steps", "step_size", "T_max")},
+    **{name: (lambda value: isinstance(value, bool), "true or false") for name in (
+        "use_nesterov", "lazy_mode", "multi_precision", "amsgrad", "centered", "cycle")},
+    "warmup_start_lr": (_optional(_is_number), "a number"),
+    "decay_steps": (_optional(_is_count), "an integer"),
+    "total_iters": (_optional(_is_count), "an integer"),
+}
+
+
+def checked_arguments(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """``kwargs`` with whole numbers as floats where Paddle wants floats; a ConfigError
+    ``"<argument>: expected <what>, got <value>"`` for the first value it would reject."""
+    for name, value in kwargs.items():
+        accepts, expected = ARGUMENT_CHECKS.get(name, (None, ""))
+        if accepts is not None and not accepts(value):
+            raise ConfigError(f"{name}: expected {expected}, got {value!r}")
+    return {name: float(value) if name in FLOAT_ARGUMENTS and _is_count(value) else value
+            for name, value in kwargs.items()}
 
 
 def _with_signature(factory: Callable, template: Callable, extra: list, drop: tuple = ()) -> Callable:
@@ -31,7 +94,7 @@ def _keyword(name: str, default: Any = inspect.Parameter.empty) -> inspect.Param
 
 def _optimizer_factory(cls: type) -> Callable:
     def build(**kwargs):
-        return cls(**kwargs)
+        return cls(**checked_arguments(kwargs))
 
     build.__name__ = cls.__name__
     return _with_signature(build, cls.__init__, [], drop=("self",))
@@ -39,6 +102,7 @@ def _optimizer_factory(cls: type) -> Callable:
 
 def _sgd(**kwargs):
     """SGD; with ``momentum`` it is Paddle's Momentum optimizer, as in PaddleSeg configs."""
+    kwargs = checked_arguments(kwargs)
     if "momentum" in kwargs:
         return paddle.optimizer.Momentum(**kwargs)
     return paddle.optimizer.SGD(**kwargs)
@@ -59,21 +123,27 @@ def _register_optimizers() -> None:
 
 
 def _scheduler_factory(cls: type) -> Callable:
-    def build(total_iters: int, warmup_iters: int = 0, warmup_start_lr: Optional[float] = None,
-              **kwargs):
-        if cls is paddle.optimizer.lr.PolynomialDecay:
-            kwargs.setdefault("decay_steps", max(total_iters - warmup_iters, 1))
+    def build(total_iters: Optional[int] = None, warmup_iters: int = 0,
+              warmup_start_lr: Optional[float] = None, **kwargs):
+        checked_arguments({"total_iters": total_iters, "warmup_iters": warmup_iters,
+                           "warmup_start_lr": warmup_start_lr})
+        kwargs = checked_arguments(kwargs)
+        if cls is paddle.optimizer.lr.PolynomialDecay and kwargs.get("decay_steps") is None:
+            if total_iters is None:
+                raise ConfigError("decay_steps: required where the run's iters do not apply "
+                                  "(a scheduler inside another)")
+            kwargs["decay_steps"] = max(total_iters - warmup_iters, 1)
         scheduler = cls(**kwargs)
         if not warmup_iters:
             return scheduler
         if warmup_start_lr is None:
-            raise ConfigError("lr_scheduler.warmup_start_lr: required when warmup_iters is set")
+            raise ConfigError("warmup_start_lr: required when warmup_iters is set")
         return paddle.optimizer.lr.LinearWarmup(
             learning_rate=scheduler, warmup_steps=warmup_iters, start_lr=warmup_start_lr,
-            end_lr=kwargs["learning_rate"])
+            end_lr=scheduler.base_lr)
 
     build.__name__ = cls.__name__
-    extra = [_keyword("total_iters"), _keyword("warmup_iters", 0),
+    extra = [_keyword("total_iters", None), _keyword("warmup_iters", 0),
              _keyword("warmup_start_lr", None)]
     drop = ("self", "last_epoch", "verbose")
     if cls is paddle.optimizer.lr.PolynomialDecay:

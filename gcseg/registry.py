@@ -28,12 +28,15 @@ class Registry:
         return add(obj) if obj is not None else add
 
     def get(self, name: str) -> Callable:
+        if not isinstance(name, str):
+            raise ConfigError(f"expected a name, got {name!r} "
+                              f"(known {self.kind} types: {', '.join(sorted(self._entries))})")
         if name in self._entries:
             return self._entries[name]
         by_lower = {key.lower(): value for key, value in self._entries.items()}
-        if isinstance(name, str) and name.lower() in by_lower:
+        if name.lower() in by_lower:
             return by_lower[name.lower()]
-        close = difflib.get_close_matches(str(name), list(self._entries), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(
             f"unknown {self.kind} type '{name}'{hint} (known: {', '.join(sorted(self._entries))})")

@@ -25,7 +25,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                                                             ".safetensors)")
     parser.add_argument("--save_dir", default=None,
                         help="write eval_results.json and confusion_matrix.png here")
-    parser.add_argument("--num_workers", type=int, default=0)
+    parser.add_argument("--num_workers", type=int, default=None,
+                        help="data loading processes (default: the config's global.num_workers)")
     parser.add_argument("--engine", choices=("auto", "predictor", "dygraph"), default="auto",
                         help="forward pass: Paddle Inference predictor (oneDNN, faster on CPU), "
                              "dygraph, or auto (predictor on CPU when it matches dygraph)")
@@ -45,7 +46,9 @@ def main() -> int:
     model = cfg.model
     load_weights(model, args.model_path)
     evaluate(model, cfg.val_dataset, **cli.inference_settings(args, cfg),
-             engine=args.engine, num_workers=args.num_workers, save_dir=args.save_dir,
+             engine=args.engine, save_dir=args.save_dir,
+             num_workers=cfg.runtime("global")["num_workers"] if args.num_workers is None
+             else args.num_workers,
              config_path=str(cfg.path), model_path=args.model_path)
     return 0
 

@@ -1,18 +1,22 @@
 """The config system: PaddleSeg-format YAML, ``_base_`` inheritance, ``--opts``, runtime defaults,
 building by ``type:``, and one-line ConfigErrors naming the file and the dotted key."""
+import ast
 import subprocess
 import sys
 import tempfile
 import textwrap
 from pathlib import Path
 
+import paddle
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gcseg.config import Config, load_yaml_with_bases
+from gcseg.config import Config, check_arguments, load_yaml_with_bases
 from gcseg.errors import ConfigError
+from gcseg.models.gcnet import GCNet
+from gcseg.registry import OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parents[1]
 PADDLESEG_CONFIGS = Path(__file__).parent / "fixtures" / "paddleseg_configs" / "configs"
@@ -31,12 +35,16 @@ def paddleseg_merge(path: Path) -> dict:
     return oracle.parse_from_yaml(str(path))
 
 
-def config_error(path, opts=None) -> str:
+def config_error(path, opts=None, *components: str) -> str:
+    """The one-line ConfigError of loading ``path``, then building its model, loss and train
+    dataset (when present) and ``components``."""
     with pytest.raises(ConfigError) as info:
         cfg = Config(path, opts)
         for key in ("model", "loss", "train_dataset"):  # components are built on first access
             if key in cfg.dic:
                 getattr(cfg, key)
+        for key in components:
+            getattr(cfg, key)
     message = str(info.value)
     assert "\n" not in message
     return message
@@ -212,12 +220,59 @@ def test_optimizer_sgd_with_momentum_and_poly_lr_over_iters(tmp_path):
     assert cfg.optimizer.get_lr() == pytest.approx(0.01)
 
 
+def test_learning_rate_holds_a_number_or_a_nested_scheduler(tmp_path):
+    path = write(tmp_path, "c.yml", textwrap.dedent("""\
+        iters: 100
+        lr_scheduler:
+          type: LinearWarmup
+          learning_rate: {type: PolynomialDecay, learning_rate: 0.1, decay_steps: 10}
+          warmup_steps: 5
+          start_lr: 0.0
+          end_lr: 0.1
+        """))
+    warmup = Config(path).lr_scheduler
+    assert type(warmup.learning_rate).__name__ == "PolynomialDecay"
+    assert warmup.learning_rate.decay_steps == 10
+    message = config_error(path, ["lr_scheduler.learning_rate.decay_steps=null"], "lr_scheduler")
+    assert message == ("--opts: lr_scheduler.learning_rate.decay_steps: required where the "
+                       "run's iters do not apply (a scheduler inside another)")
+
+
+def test_warmup_rises_to_the_schedulers_initial_rate(tmp_path):
+    """CyclicLR has no ``learning_rate``: the warmup ends at its ``base_learning_rate``."""
+    path = write(tmp_path, "c.yml", textwrap.dedent("""\
+        iters: 100
+        lr_scheduler: {type: CyclicLR, base_learning_rate: 0.01, max_learning_rate: 0.1,
+                       step_size_up: 5, warmup_iters: 2, warmup_start_lr: 0.0}
+        """))
+    warmup = Config(path).lr_scheduler
+    assert (warmup.start_lr, warmup.end_lr, warmup.warmup_steps) == (0.0, 0.01, 2)
+
+
+@pytest.mark.parametrize("weight_decay", [4e-5, 0, None, paddle.regularizer.L2Decay(4e-5)])
+def test_optimizer_factories_take_weight_decay_as_a_number_or_a_regularizer(weight_decay):
+    layer = paddle.nn.Linear(2, 1)
+    optimizer = OPTIMIZERS.get("SGD")(parameters=layer.parameters(), learning_rate=0.1,
+                                      momentum=0.9, weight_decay=weight_decay)
+    layer(paddle.ones([1, 2])).sum().backward()
+    optimizer.step()
+    assert layer.bias.numpy() == pytest.approx([-0.1])
+
+
 # ----------------------------------------------------------------------------- errors
 def test_unknown_type_names_file_key_and_close_names(tmp_path):
     path = write(tmp_path, "c.yml", "loss: {types: [{type: CrossEntropyLos}], coef: [1]}\n")
     message = config_error(path)
     assert message.startswith(str(path.resolve()))
     assert "loss.types.0.type" in message and "did you mean CrossEntropyLoss" in message
+
+
+@pytest.mark.parametrize("name", ["[]", "{a: 1}", "3"])
+def test_a_type_that_is_not_a_name(tmp_path, name):
+    path = write(tmp_path, "c.yml", f"iters: 10\nlr_scheduler: {{type: {name}}}\n")
+    message = config_error(path, None, "lr_scheduler")
+    assert message.startswith(f"{path.resolve()}: lr_scheduler.type: expected a name, got "
+                              f"{yaml.safe_load(name)!r} (known lr_scheduler types: ")
 
 
 def test_error_names_the_base_file_that_set_the_key(tmp_path):
@@ -301,6 +356,125 @@ def test_script_reports_config_error_in_one_line_with_exit_code_2(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr
     assert lines[-1].startswith("error: ") and "_base_: file 'missing.yml' not found" in lines[-1]
+
+
+@pytest.mark.parametrize("opt, got", [
+    ("model.backbone=ResNet50_vd", "'ResNet50_vd'; did you mean {type: ResNet50_vd}?"),
+    ("model.backbone=null", "None"), ("model.backbone=[ResNet50_vd]", "['ResNet50_vd']")])
+def test_a_name_where_a_component_is_expected(tmp_path, opt, got):
+    path = write(tmp_path, "c.yml", TINY_MODEL + "  num_classes: 2\n")
+    assert config_error(path, [opt]) == ("--opts: model.backbone: expected a mapping with type: "
+                                         f"and the backbone's arguments, got {got}")
+
+
+def test_a_name_where_a_component_is_expected_names_the_file(tmp_path):
+    path = write(tmp_path, "c.yml", "model: {type: GCNet, num_classes: 2, backbone: ResNet18_vd}\n")
+    assert config_error(path).startswith(f"{path.resolve()}: model.backbone: expected a mapping")
+
+
+@pytest.mark.parametrize("transforms, message", [
+    ("Normalize", "train_dataset.transforms: expected a list of transforms, each a mapping with "
+                  "type:, got 'Normalize'"),
+    ("[Normalize]", "train_dataset.transforms.0: expected a mapping with type: and the "
+                    "transform's arguments, got 'Normalize'; did you mean {type: Normalize}?")])
+def test_transforms_are_a_list_of_mappings(tmp_path, transforms, message):
+    path = write(tmp_path, "c.yml", f"train_dataset: {{type: Cityscapes, dataset_root: ., "
+                                    f"transforms: {transforms}}}\n")
+    assert config_error(path) == f"{path.resolve()}: {message}"
+
+
+def test_a_class_annotation_is_checked_with_isinstance():
+    with pytest.raises(ConfigError, match=r"^model.backbone: expected Layer, got 'ResNet50_vd'$"):
+        check_arguments(GCNet, {"num_classes": 2, "backbone": "ResNet50_vd"}, "model")
+
+
+@pytest.mark.parametrize("opts, message", [
+    (["optimizer.weight_decay=abc"], "optimizer.weight_decay: expected a number or a regularizer "
+                                     "(paddle.regularizer.L2Decay), got 'abc'"),
+    (["optimizer.type=SGD", "optimizer.momentum=abc"], "optimizer.momentum: expected "),
+    (["lr_scheduler.warmup_iters=x"], "lr_scheduler.warmup_iters: expected an integer, got 'x'"),
+    (["lr_scheduler.decay_steps=1.5"], "lr_scheduler.decay_steps: expected an integer, got 1.5"),
+    (["lr_scheduler.power=abc"], "lr_scheduler.power: expected ")])
+def test_optimizer_and_scheduler_values_paddle_would_reject_only_at_the_first_step(
+        tmp_path, opts, message):
+    """Paddle's annotations cannot check these (2.6 has none), yet a bad value passes its
+    constructors: ``weight_decay: abc`` fails at the first step as "'str' object is not
+    callable"."""
+    path = write(tmp_path, "c.yml", TINY_MODEL + textwrap.dedent("""\
+          num_classes: 2
+        iters: 10
+        optimizer: {type: Adam}
+        lr_scheduler: {type: PolynomialDecay, learning_rate: 0.01}
+        """))
+    assert config_error(path, opts, "optimizer").startswith(f"--opts: {message}")
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("beta1", "abc", "a number"), ("epsilon", [1e-8], "a number"), ("beta2", True, "a number"),
+    ("learning_rate", "0.1", "a number or an lr scheduler"),
+    ("grad_clip", "norm", "a gradient clip (paddle.nn.ClipGradByGlobalNorm) or null"),
+    ("lazy_mode", "yes", "true or false")])
+def test_optimizer_factories_check_their_values(name, value, expected):
+    adam = OPTIMIZERS.get("Adam")
+    with pytest.raises(ConfigError) as info:
+        adam(parameters=paddle.nn.Linear(2, 2).parameters(), **{name: value})
+    assert str(info.value) == f"{name}: expected {expected}, got {value!r}"
+
+
+@pytest.mark.parametrize("opts, origin, message", [
+    ([], "c.yml", "batchsize: unknown top-level key (did you mean batch_size?)"),
+    (["iter=5"], "--opts", "iter: unknown top-level key (did you mean iters?)"),
+    (["optimzer.type=sgd"], "--opts", "optimzer: unknown top-level key (did you mean optimizer?)"),
+    (["zzz=1"], "--opts", "zzz: unknown top-level key (known: batch_size, iters, model, ")])
+def test_unknown_top_level_key_names_the_file_and_a_close_match(tmp_path, opts, origin, message):
+    path = write(tmp_path, "c.yml", "batchsize: 4\n" if not opts else "batch_size: 4\n")
+    origin = str(path.resolve()) if origin == "c.yml" else origin
+    assert config_error(path, opts).startswith(f"{origin}: {message}")
+
+
+def test_unknown_top_level_key_in_a_base_names_the_base(tmp_path):
+    base = write(tmp_path, "_base_/b.yml", "lr_schduler: {type: PolynomialDecay}\n")
+    child = write(tmp_path, "c.yml", "_base_: _base_/b.yml\nbatch_size: 2\n")
+    assert config_error(child) == (f"{base.resolve()}: lr_schduler: unknown top-level key "
+                                   "(did you mean lr_scheduler?)")
+
+
+def test_every_top_level_key_paddleseg_reads_is_accepted(tmp_path):
+    path = write(tmp_path, "c.yml", textwrap.dedent("""\
+        batch_size: 2
+        iters: 10
+        learning_rate: {value: 0.01, decay: {type: poly, power: 0.9}}
+        distill_loss: {types: [{type: KLLoss}], coef: [1]}
+        export: {transforms: [{type: Normalize}]}
+        test_dataset: {type: Dataset}
+        test_config: {aug_eval: True}
+        to_static_training: False
+        """))
+    assert Config(path).runtime("test")["aug_eval"] is True
+
+
+def test_every_shipped_and_paddleseg_config_file_loads():
+    files = [*(ROOT / "configs").rglob("*.yml"), *PADDLESEG_CONFIGS.rglob("*.yml")]
+    assert len(files) > 20
+    for path in files:
+        Config(path)
+
+
+def test_config_modules_run_on_python_3_9():
+    """Python 3.9 has no ``types.UnionType`` and no 3.10 syntax."""
+    for name in ("config.py", "registry.py", "optim.py"):
+        ast.parse((ROOT / "gcseg" / name).read_text(encoding="utf-8"), feature_version=(3, 9))
+    without_union_type = textwrap.dedent("""\
+        import sys, types, typing
+        stub = types.ModuleType("types")
+        vars(stub).update({k: v for k, v in vars(types).items() if k != "UnionType"})
+        sys.modules["types"] = stub
+        from gcseg.config import _type_matches
+        sys.modules["types"] = types
+        assert _type_matches(None, typing.Optional[int]) and _type_matches(3, int)
+        assert not _type_matches("x", typing.Optional[int]) and not _type_matches("x", int)
+        """)
+    subprocess.run([sys.executable, "-c", without_union_type], check=True, timeout=60)
 
 
 # ----------------------------------------------------------------------------- fuzz
