@@ -502,3 +502,15 @@ def test_any_yaml_gives_a_config_or_a_config_error(document):
                 cfg.loss
         except ConfigError as error:
             assert "\n" not in str(error)
+
+
+def test_model_sizes_paddle_would_reject_at_the_first_forward_fail_at_build():
+    config = (Path(__file__).resolve().parents[1] / "configs" / "quickstart" /
+              "gcnet_resnet18_os8_quickstart.yml")
+    with pytest.raises(ConfigError, match=r"--opts: model\.ratio: gc_channels \* ratio is the GC "
+                                          r"block's bottleneck width and must be at least 1, "
+                                          r"got 64 \* 0\.001"):
+        Config(config, ["model.ratio=0.001"]).model
+    from gcseg.models import ResNet18_vd
+    with pytest.raises(ConfigError, match=r"^num_classes: expected a positive integer, got 0$"):
+        GCNet(0, ResNet18_vd(output_stride=8))

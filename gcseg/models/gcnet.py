@@ -123,6 +123,16 @@ def _check_indices(backbone_indices: Sequence[int], feat_channels: Sequence[int]
                           f"into the backbone's {n} feature maps, e.g. [2, 3]")
 
 
+def _check_sizes(num_classes: int, gc_channels: int, ratio: float) -> None:
+    """Sizes Paddle would only reject at the first forward ("filter at axis 0")."""
+    for name, value in (("num_classes", num_classes), ("gc_channels", gc_channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+    if int(gc_channels * ratio) < 1:
+        raise ConfigError(f"ratio: gc_channels * ratio is the GC block's bottleneck width and "
+                          f"must be at least 1, got {gc_channels} * {ratio!r}")
+
+
 @MODELS.register
 class GCNet(nn.Layer):
     """Backbone + GCNet head; logits bilinearly resized to the input size.
@@ -138,6 +148,7 @@ class GCNet(nn.Layer):
                  align_corners: bool = False, pretrained: Optional[str] = None) -> None:
         super().__init__()
         _check_indices(backbone_indices, backbone.feat_channels)
+        _check_sizes(num_classes, gc_channels, ratio)
         self.num_classes = num_classes
         self.align_corners = align_corners
         self.backbone = backbone
