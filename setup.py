@@ -13,8 +13,8 @@ def requirements(name: str) -> list:
 setup(
     name="gcseg",
     version="0.1.0",
-    description="GCNet semantic segmentation on PaddlePaddle, compatible with PaddleSeg configs "
-                "and weights",
+    description="GCNet semantic segmentation on PaddlePaddle: train, evaluate, deploy and "
+                "reproduce GCNet",
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["gcseg", "gcseg.*"]),
