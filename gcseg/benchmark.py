@@ -16,7 +16,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 
 from gcseg.deploy.flops import count_flops, count_parameters
 from gcseg.deploy.engine import engine_name, inference_forward
@@ -62,6 +61,41 @@ def patch_paddleseg_calculate_area() -> None:
         return tuple(paddle.concat(area) for area in areas)
 
     metrics.calculate_area = calculate_area
+
+
+def patch_paddleseg_cross_entropy() -> None:
+    """PaddleSeg 2.8's CrossEntropyLoss multiplies its float mask by ``ones_like(label)``, an
+    int64 tensor, which Paddle 3 rejects: hand it a float32 label when it has no class weights
+    (the label is only used for comparisons there)."""
+    from paddleseg.models.losses import CrossEntropyLoss
+    original = CrossEntropyLoss._post_process_loss
+    if getattr(original, "gcseg_patched", False):
+        return
+
+    def post_process(self, logit, label, semantic_weights, loss):
+        if self.weight is None:
+            label = label.astype("float32")
+        return original(self, logit, label, semantic_weights, loss)
+
+    post_process.gcseg_patched = True
+    CrossEntropyLoss._post_process_loss = post_process
+
+
+def paddleseg_loss(loss_cfg: Dict) -> Callable[[List[paddle.Tensor], paddle.Tensor], paddle.Tensor]:
+    """PaddleSeg's own losses for the config's ``loss`` section (same types, same arguments),
+    summed over the heads with the config's coefficients as its trainer does."""
+    from paddleseg.models import losses
+    patch_paddleseg_cross_entropy()
+    types = [getattr(losses, item["type"])(**{k: v for k, v in item.items() if k != "type"})
+             for item in loss_cfg["types"]]
+    coef = list(loss_cfg["coef"])
+    if len(types) == 1:
+        types = types * len(coef)
+
+    def total(logits_list, label):
+        return paddle.add_n([c * loss(logit, label)
+                             for loss, c, logit in zip(types, coef, logits_list)])
+    return total
 
 
 def paddleseg_twin(model: paddle.nn.Layer, model_cfg: Dict) -> paddle.nn.Layer:
@@ -120,12 +154,11 @@ def _timed(function: Callable[[], object]) -> float:
 
 
 # ----------------------------------------------------------------------------- rows
-def _train_step(model: paddle.nn.Layer, optimizer, images, labels) -> Callable[[], None]:
+def _train_step(model: paddle.nn.Layer, optimizer, images, labels,
+                loss_fn: Callable[[List[paddle.Tensor], paddle.Tensor], paddle.Tensor]
+                ) -> Callable[[], None]:
     def step():
-        logits = model(images)
-        loss = F.cross_entropy(logits[0], labels, axis=1)
-        for extra in logits[1:]:
-            loss = loss + 0.4 * F.cross_entropy(extra, labels, axis=1)
+        loss = loss_fn(model(images), labels)
         loss.backward()
         optimizer.step()
         optimizer.clear_grad()
@@ -133,19 +166,29 @@ def _train_step(model: paddle.nn.Layer, optimizer, images, labels) -> Callable[[
     return step
 
 
-def train_rows(model, twin, shape, num_classes: int, repeats: int) -> List[Row]:
+def train_rows(model, twin, shape, loss_cfg: Dict, num_classes: int,
+               repeats: int) -> List[Row]:
+    """One SGD step, batch 2, each package with its own losses built from the config's
+    ``loss`` section (gcseg: ``combine`` over ``Config.loss``; PaddleSeg: its loss classes)."""
+    from gcseg.losses import combine
     rng = np.random.default_rng(1)
     images = paddle.to_tensor(rng.standard_normal([2, *shape[1:]]).astype(np.float32))
-    labels = paddle.to_tensor(rng.integers(0, num_classes, [2, 1, *shape[2:]]).astype("int64"))
+    label = rng.integers(0, num_classes, [2, *shape[2:]])
+    label[:, : shape[2] // 8] = 255  # an ignored band, as in real labels
+    labels = paddle.to_tensor(label.astype("int64"))
+    theirs = paddleseg_loss(loss_cfg["spec"])
+    loss_fns = {"gcseg": lambda logits, y: combine(logits, y, loss_cfg["built"])[0],
+                "paddleseg": theirs}
     steps = {}
     for name, net in (("gcseg", model), ("paddleseg", twin)):
         net.train()
         optimizer = paddle.optimizer.SGD(learning_rate=1e-6, parameters=net.parameters())
-        steps[name] = _train_step(net, optimizer, images, labels)
+        steps[name] = _train_step(net, optimizer, images, labels, loss_fns[name])
     times = time_alternating(steps, max(2, repeats // 2))
     model.eval()
     twin.eval()
-    return [Row("train step (batch 2)", "s", times["gcseg"], times["paddleseg"])]
+    return [Row("train step (batch 2, each package's loss from the config)", "s",
+                times["gcseg"], times["paddleseg"])]
 
 
 def eval_rows(forward, twin, image, repeats: int, flops: int, sgemm: float,
@@ -426,7 +469,8 @@ def run_benchmark(config: str, input_size: Tuple[int, int] = (512, 256), repeats
     rows += metric_rows(shape, model.num_classes, repeats, engine_rows[0].gcseg)
     if deploy:
         rows += deploy_rows(forward, folded, image, repeats, os.path.join(work_dir, "exported"))
-    rows += train_rows(model, twin, shape, model.num_classes, repeats)  # changes the weights
+    loss_cfg = {"spec": cfg.section("loss"), "built": cfg.loss}
+    rows += train_rows(model, twin, shape, loss_cfg, model.num_classes, repeats)  # changes weights
     if memory:
         rows.append(Row("peak memory (RSS, build + 1 forward)", "MB",
                         peak_rss_mb("gcseg", config, input_size, opts),

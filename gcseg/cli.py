@@ -34,6 +34,22 @@ def main_guard(main: Callable[[], Optional[int]]) -> None:
     sys.exit(code)
 
 
+def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type`` accepting values of ``kind`` above 0 (``--iters -1`` is then
+    reported at the flag, not later as a config override)."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
+            noun = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {noun} above 0, got {text!r}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
 def add_common_args(parser: argparse.ArgumentParser, config_required: bool = True) -> None:
     parser.add_argument("--config", required=config_required, help="YAML config file")
     parser.add_argument("--opts", nargs="+", default=None, metavar="KEY=VALUE",

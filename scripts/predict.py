@@ -6,7 +6,8 @@
 Writes D/pseudo_color_prediction/ (palette PNGs of class ids) and D/added_prediction/
 (overlays). Images that cannot be read are reported and skipped; the exit code is then 1.
 Only the config's val_dataset transforms and type are used: the dataset need not be on disk.
-A .txt list holds one image per line (the first field), relative to the list's folder.
+A .txt list holds one image per line (the first field), relative to the list's folder; outputs
+keep each image's path below the deepest folder holding them all (same names do not collide).
 """
 import argparse
 import os

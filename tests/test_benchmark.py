@@ -1,9 +1,11 @@
 """The benchmark runs end to end on a tiny config; checks the table's structure, not timings."""
 import json
 
+import numpy as np
 import pytest
 
-from gcseg.benchmark import format_table, run_benchmark, time_alternating, write_json
+from gcseg.benchmark import (format_table, paddleseg_loss, run_benchmark, time_alternating,
+                             write_json)
 
 # A complete PaddleSeg-style config: PaddleSeg's own Config (the whole-process row) insists on
 # batch_size, iters, train_dataset, optimizer, lr_scheduler and loss.
@@ -60,7 +62,7 @@ def test_benchmark_end_to_end_table(tmp_path):
                            train_iters=3)
     rows = {row["name"]: row for row in result["rows"]}
     assert result["meta"]["engine"] == "predictor"
-    for name in ("parameters", "eval forward latency (predictor)", "train step (batch 2)",
+    for name in ("parameters", "eval forward latency (predictor)", "train step (batch 2, each package's loss from the config)",
                  "eval forward latency (dygraph, BN folded)", "metric accumulation / image",
                  "fraction of numpy SGEMM peak (predictor)", "bf16 argmax agreement with fp32"):
         assert name in rows
@@ -80,3 +82,21 @@ def test_benchmark_end_to_end_table(tmp_path):
     assert len(table.splitlines()) == len(result["rows"]) + 2
     write_json(result, str(tmp_path / "out.json"))
     assert json.loads((tmp_path / "out.json").read_text())["rows"][0]["name"] == "parameters"
+
+
+@pytest.mark.parametrize("arguments", [{}, {"avg_non_ignore": False}, {"ignore_index": 3}])
+def test_train_row_losses_agree_with_paddleseg(arguments):
+    """The train row times each package's own loss: both must compute the same number."""
+    pytest.importorskip("paddleseg")
+    import paddle
+    from gcseg.losses import CrossEntropyLoss, combine
+    rng = np.random.default_rng(0)
+    logits = [paddle.to_tensor(rng.normal(size=(2, 5, 6, 7)).astype(np.float32))
+              for _ in range(2)]
+    label = rng.integers(0, 5, (2, 6, 7))
+    label[0, :2] = arguments.get("ignore_index", 255)
+    label = paddle.to_tensor(label.astype(np.int64))
+    spec = {"types": [{"type": "CrossEntropyLoss", **arguments}], "coef": [1, 0.4]}
+    ours = combine(logits, label, {"types": [CrossEntropyLoss(**arguments)], "coef": [1, 0.4]})
+    theirs = paddleseg_loss(spec)(logits, label)
+    assert float(ours[0]) == pytest.approx(float(theirs), rel=1e-5)

@@ -141,3 +141,14 @@ def test_debug_shows_the_traceback(tmp_path):
     for result in (by_flag, by_env):
         assert result.returncode != 0
         assert "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+@pytest.mark.parametrize("flag, value, noun", [("--iters", "-1", "an integer"),
+                                               ("--batch_size", "0", "an integer"),
+                                               ("--learning_rate", "-0.1", "a number"),
+                                               ("--log_iters", "ten", "an integer")])
+def test_train_flags_must_be_positive(flag, value, noun):
+    """Reported by argparse at the flag (usage, then one error line), before any config work."""
+    result = run("train.py", "--config", "missing.yml", flag, value)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"error: argument {flag}: expected {noun} above 0, got '{value}'" in result.stderr

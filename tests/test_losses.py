@@ -35,6 +35,28 @@ def test_cross_entropy_averages_over_non_ignored_pixels(batch):
     assert run(CrossEntropyLoss(), logits, labels) == pytest.approx(expected, rel=1e-5)
 
 
+def test_cross_entropy_avg_non_ignore_false_divides_by_every_pixel(batch):
+    """PaddleSeg's ``avg_non_ignore: False``: ignored pixels add 0 loss but count in the mean."""
+    logits, labels = batch
+    valid = labels != 255
+    expected = np.where(valid, numpy_nll(logits, np.where(valid, labels, 0)), 0.0).mean()
+    got = run(CrossEntropyLoss(avg_non_ignore=False), logits, labels)
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_cross_entropy_gradient_is_softmax_minus_one_hot_over_valid_pixels(batch):
+    logits, labels = batch
+    valid = labels != 255
+    safe = np.where(valid, labels, 0)
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    softmax /= softmax.sum(axis=1, keepdims=True)
+    one_hot = np.eye(logits.shape[1], dtype=np.float32)[safe].transpose(0, 3, 1, 2)
+    expected = (softmax - one_hot) * valid[:, None] / valid.sum()
+    x = paddle.to_tensor(logits, stop_gradient=False)
+    CrossEntropyLoss()(x, paddle.to_tensor(labels)).backward()
+    np.testing.assert_allclose(x.grad.numpy(), expected, atol=1e-6)
+
+
 def test_cross_entropy_with_class_weights_is_a_weighted_mean(batch):
     logits, labels = batch
     weight = np.array([0.5, 2.0, 1.0])
@@ -135,6 +157,8 @@ def test_paddleseg_parity_where_its_losses_run(batch):
               CrossEntropyLoss(weight=[0.5, 2.0, 1.0])),
              (losses.CrossEntropyLoss(top_k_percent_pixels=0.3),
               CrossEntropyLoss(top_k_percent_pixels=0.3)),
+             (losses.CrossEntropyLoss(avg_non_ignore=False),
+              CrossEntropyLoss(avg_non_ignore=False)),
              (losses.OhemCrossEntropyLoss(0.7, 8), OhemCrossEntropyLoss(0.7, 8))]
     for theirs, ours in pairs:
         assert float(ours(x, y)) == pytest.approx(float(theirs(x, y)), rel=1e-5)

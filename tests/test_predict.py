@@ -12,7 +12,7 @@ from PIL import Image
 from gcseg.config import Config
 from gcseg.data.palettes import CITYSCAPES_COLORS
 from gcseg.engine.inference import InferenceSettings, infer_logits
-from gcseg.engine.predictor import collect_images, predict_from_config
+from gcseg.engine.predictor import collect_images, output_name, predict_from_config
 from gcseg.models.weights import load_weights
 from test_distributed_eval import ROOT, write_run
 
@@ -48,14 +48,15 @@ def test_predict_writes_outputs_and_skips_bad_images(tmp_path):
     assert f"{missing}: cannot read image (no such file)" in run.stdout + run.stderr
     assert f"{corrupt}: cannot read image (not a readable image)" in run.stdout + run.stderr
     assert "predicted 2/4 images" in run.stdout
-    for image_path in good:
-        pseudo = Image.open(save_dir / "pseudo_color_prediction" / image_path.name)
+    for image_path in good:  # names below the folder holding every list entry (tmp_path)
+        name = image_path.relative_to(tmp_path)
+        pseudo = Image.open(save_dir / "pseudo_color_prediction" / name)
         assert pseudo.mode == "P"
         palette = np.array(pseudo.getpalette()[:57]).reshape(19, 3)
         np.testing.assert_array_equal(palette, CITYSCAPES_COLORS)
         np.testing.assert_array_equal(np.asarray(pseudo),
                                       expected_prediction(config_path, model_path, image_path))
-        added = cv2.imread(str(save_dir / "added_prediction" / image_path.name))
+        added = cv2.imread(str(save_dir / "added_prediction" / name))
         assert added.shape == cv2.imread(str(image_path)).shape  # (37, 61, 3): original size
 
 
@@ -95,4 +96,17 @@ def test_image_list_entries_are_relative_to_the_list_folder(tmp_path, monkeypatc
 
     assert [os.path.normpath(p) for p in found] == [str(images / "a.png"),
                                                     str(images / "b.png"), str(absolute)]
-    assert image_dir is None
+    assert image_dir == str(tmp_path)  # the deepest folder holding every entry
+
+
+def test_same_file_names_in_different_folders_keep_their_sub_paths(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    listing = tmp_path / "list.txt"
+    listing.write_text("x/frame.png\ny/frame.png\n")
+    found, image_dir = collect_images(str(listing))
+    names = [output_name(image, image_dir) for image in found]
+    assert names == [os.path.join("x", "frame.png"), os.path.join("y", "frame.png")]
+    listing.write_text("x/frame.png\n")  # one folder: plain file names, as before
+    found, image_dir = collect_images(str(listing))
+    assert [output_name(image, image_dir) for image in found] == ["frame.png"]

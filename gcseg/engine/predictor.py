@@ -42,7 +42,9 @@ def read_image_list(list_path: Path) -> List[str]:
 
 def collect_images(image_path: str) -> Tuple[List[str], Optional[str]]:
     """Image files from a file, a directory (recursively) or a ``.txt`` list (one per line);
-    also the directory that output names are made relative to (None: use base names)."""
+    also the directory that output names are made relative to (None: use base names). For a
+    list that is the deepest folder holding all its images, so two entries with the same file
+    name in different folders keep their sub-paths instead of overwriting each other."""
     path = Path(image_path)
     if path.is_dir():
         images = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -56,7 +58,8 @@ def collect_images(image_path: str) -> Tuple[List[str], Optional[str]]:
         images = read_image_list(path)
         if not images:
             raise UsageError(f"--image_path {image_path}: the list is empty")
-        return images, None
+        return images, os.path.commonpath([os.path.dirname(os.path.abspath(image))
+                                           for image in images])
     return [str(path)], None
 
 
@@ -80,7 +83,9 @@ def val_transforms_and_palette(cfg: Config) -> Tuple[Compose, np.ndarray]:
 
 
 def output_name(image: str, image_dir: Optional[str]) -> str:
-    return os.path.relpath(image, image_dir) if image_dir else os.path.basename(image)
+    if image_dir is None:
+        return os.path.basename(image)
+    return os.path.relpath(os.path.abspath(image), os.path.abspath(image_dir))
 
 
 def save_prediction(pred: np.ndarray, image: np.ndarray, name: str, save_dir: str,
