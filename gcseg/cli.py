@@ -34,9 +34,10 @@ def main_guard(main: Callable[[], Optional[int]]) -> None:
     sys.exit(code)
 
 
-def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse ``type`` accepting values of ``kind`` above 0 (``--iters -1`` is then
-    reported at the flag, not later as a config override)."""
+def positive(kind: Callable[[str], Any], flag: str) -> Callable[[str], Any]:
+    """An argparse ``type`` for ``flag`` accepting values of ``kind`` above 0. A bad value is a
+    one-line :class:`UsageError` at the flag (``--iters -1`` is not reported later as a config
+    override)."""
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -44,9 +45,8 @@ def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
             value = None
         if value is None or not value > 0:
             noun = "an integer" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"expected {noun} above 0, got {text!r}")
+            raise UsageError(f"{flag}: expected {noun} above 0, got {text!r}")
         return value
-    parse.__name__ = f"positive {kind.__name__}"
     return parse
 
 

@@ -24,20 +24,23 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_common_args(parser)
-    parser.add_argument("--iters", type=cli.positive(int), default=None,
+    parser.add_argument("--iters", type=cli.positive(int, "--iters"), default=None,
                         help="overrides the config's iters")
-    parser.add_argument("--batch_size", type=cli.positive(int), default=None,
+    parser.add_argument("--batch_size", type=cli.positive(int, "--batch_size"), default=None,
                         help="per process; overrides the config's batch_size")
-    parser.add_argument("--learning_rate", type=cli.positive(float), default=None,
+    parser.add_argument("--learning_rate", type=cli.positive(float, "--learning_rate"),
+                        default=None,
                         help="overrides lr_scheduler.learning_rate")
     parser.add_argument("--save_dir", default=None)
-    parser.add_argument("--save_interval", type=cli.positive(int), default=None,
+    parser.add_argument("--save_interval", type=cli.positive(int, "--save_interval"),
+                        default=None,
                         help="checkpoint (and evaluate with --do_eval) every N iters")
     parser.add_argument("--resume_model", default=None, help="a checkpoint dir: output/iter_N")
-    parser.add_argument("--keep_checkpoint_max", type=cli.positive(int), default=None)
+    parser.add_argument("--keep_checkpoint_max", type=cli.positive(int, "--keep_checkpoint_max"),
+                        default=None)
     parser.add_argument("--num_workers", type=int, default=None)
     parser.add_argument("--do_eval", action="store_true", default=None)
-    parser.add_argument("--log_iters", type=cli.positive(int), default=None)
+    parser.add_argument("--log_iters", type=cli.positive(int, "--log_iters"), default=None)
     parser.add_argument("--use_vdl", action="store_true", default=None,
                         help="VisualDL logs in <save_dir>/vdl")
     parser.add_argument("--seed", type=int, default=None)

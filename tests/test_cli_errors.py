@@ -148,7 +148,6 @@ def test_debug_shows_the_traceback(tmp_path):
                                                ("--learning_rate", "-0.1", "a number"),
                                                ("--log_iters", "ten", "an integer")])
 def test_train_flags_must_be_positive(flag, value, noun):
-    """Reported by argparse at the flag (usage, then one error line), before any config work."""
-    result = run("train.py", "--config", "missing.yml", flag, value)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"error: argument {flag}: expected {noun} above 0, got '{value}'" in result.stderr
+    """Reported at the flag, before any config work (the config file does not even exist)."""
+    line = assert_one_line_error(run("train.py", "--config", "missing.yml", flag, value), flag)
+    assert line == f"error: {flag}: expected {noun} above 0, got '{value}'"
