@@ -9,9 +9,12 @@ accept:
 - losses compute in float32 with int64 labels and never multiply the two, which Paddle 3.x
   rejects (``gcseg/losses.py``).
 
-What cannot be avoided is the file ``paddle.jit.save`` writes, handled here.
+What cannot be avoided is handled here: the file ``paddle.jit.save`` writes, and the records a
+failed dygraph-to-static trace leaves behind (both versions).
 """
+import contextlib
 import os
+from typing import Iterator
 
 # paddle.jit.save's program file: Paddle 3.x writes the PIR program as JSON, Paddle 2.6 a protobuf.
 SAVED_PROGRAM_SUFFIXES = (".json", ".pdmodel")
@@ -24,3 +27,28 @@ def saved_program_file(save_dir: str, prefix: str) -> str:
             return prefix + suffix
     raise FileNotFoundError(f"{save_dir}: paddle.jit.save wrote no {prefix}"
                             f"{'/'.join(SAVED_PROGRAM_SUFFIXES)} file")
+
+
+def _drop_trace_records() -> None:
+    from paddle.jit.dy2static.program_translator import ProgramTranslator
+    translator = ProgramTranslator.get_instance()
+    for name in ("_params_recorder", "_inplace_map"):
+        records = getattr(getattr(translator, name, None), "params_dict", None)
+        if isinstance(records, dict):
+            records.clear()
+
+
+@contextlib.contextmanager
+def isolated_static_trace() -> Iterator[None]:
+    """Run a ``paddle.jit.to_static`` trace/save with no records of earlier traces.
+
+    Paddle (2.6 and 3.x) records the parameters a trace touches under ``id(program)`` and drops
+    them only when the trace succeeds. After a failed trace (a model that cannot be exported,
+    which the ``auto`` engine tolerates) a later program that reuses that id inherits the stale
+    parameters and ``paddle.jit.save`` fails with ``KeyError: '<param>_deepcopy_<n>'``. No trace
+    is in flight when an export starts, so the records are cleared before and after it."""
+    _drop_trace_records()
+    try:
+        yield
+    finally:
+        _drop_trace_records()

@@ -18,7 +18,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 import yaml
 
-from gcseg.compat import saved_program_file
+from gcseg.compat import isolated_static_trace, saved_program_file
 from gcseg.deploy.fold_bn import fold_batchnorm
 from gcseg.deploy.resize import deploy_resize_mode
 from gcseg.errors import UsageError
@@ -77,7 +77,7 @@ def export_model(model: nn.Layer, save_dir: str, *, input_shape: Optional[Sequen
     inference.eval()
     os.makedirs(save_dir, exist_ok=True)
     prefix = os.path.join(save_dir, MODEL_PREFIX)
-    with deploy_resize_mode():
+    with deploy_resize_mode(), isolated_static_trace():
         static = paddle.jit.to_static(inference, input_spec=_input_spec(input_shape),
                                       full_graph=True)
         paddle.jit.save(static, prefix)

@@ -85,6 +85,23 @@ def test_auto_falls_back_to_dygraph_when_the_predictor_cannot_run(capsys):
         inference_forward(model, "tensorrt")
 
 
+def test_a_failed_export_does_not_break_the_next_one(gcnet, monkeypatch):
+    """Paddle keys a trace's parameters by ``id(program)`` and keeps them when the trace fails;
+    a later program with the same id inherited them (CI: ``KeyError: 'conv2d_..._deepcopy_..'``).
+    Every program gets one id here, so the collision happens on every run, not by chance."""
+    from paddle.jit.dy2static import program_translator
+    monkeypatch.setattr(program_translator, "_program_hash", lambda program: 0)
+    unexportable = HostRoundTripNet()
+    unexportable.eval()
+    with pytest.raises(GcsegError, match="Paddle Inference"):
+        compile_for_inference(unexportable)
+    image = paddle.to_tensor(np.random.default_rng(2).standard_normal((1, 3, 64, 64))
+                             .astype("float32"))
+    with paddle.no_grad():
+        expected = gcnet(image)[0].numpy()
+    assert max_relative_difference(compile_for_inference(gcnet)(image)[0].numpy(), expected) < 1e-4
+
+
 def test_evaluate_gives_the_same_metrics_with_both_engines(gcnet):
     dataset = TinyDataset(num_images=3)  # odd sizes, padding and resize in trans_info
     results = {engine: evaluate(gcnet, dataset, engine=engine, print_detail=False)
