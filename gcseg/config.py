@@ -245,6 +245,12 @@ def _signature_of(target: Any):
     return signature, hints
 
 
+# Where the arguments gcseg passes itself come from, for the error when a config sets one too.
+_SOURCE_OF_PROVIDED = {"learning_rate": " (it is the lr_scheduler section)",
+                       "total_iters": " (it is `iters`)",
+                       "parameters": " (they are the model's)"}
+
+
 def check_arguments(target: Any, kwargs: Dict[str, Any], where: str,
                     provided: Sequence[str] = ()) -> None:
     """Unknown, missing and wrongly typed constructor arguments, as one-line ConfigErrors.
@@ -254,6 +260,10 @@ def check_arguments(target: Any, kwargs: Dict[str, Any], where: str,
     signature, hints = _signature_of(target)
     if signature is None:
         return
+    for key in kwargs:
+        if key in provided:
+            raise ConfigError(f"{where}.{key}: set by gcseg, not by the config"
+                              f"{_SOURCE_OF_PROVIDED.get(key, '')}; remove it")
     params = signature.parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     named = {name: p for name, p in params.items()

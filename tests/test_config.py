@@ -220,6 +220,19 @@ def test_optimizer_sgd_with_momentum_and_poly_lr_over_iters(tmp_path):
     assert cfg.optimizer.get_lr() == pytest.approx(0.01)
 
 
+def test_an_argument_gcseg_supplies_is_an_error_in_the_config(tmp_path):
+    """PaddleSeg's optimizers reject ``learning_rate`` too; it would be silently replaced by
+    the lr_scheduler here otherwise."""
+    path = write(tmp_path, "c.yml", TINY_MODEL + textwrap.dedent("""\
+        iters: 100
+        optimizer: {type: SGD, learning_rate: 0.5}
+        lr_scheduler: {type: PolynomialDecay, learning_rate: 0.01}
+        """))
+    assert config_error(path, ["model.num_classes=5"], "optimizer") == (
+        f"{path}: optimizer.learning_rate: set by gcseg, not by the config "
+        "(it is the lr_scheduler section); remove it")
+
+
 def test_learning_rate_holds_a_number_or_a_nested_scheduler(tmp_path):
     path = write(tmp_path, "c.yml", textwrap.dedent("""\
         iters: 100
