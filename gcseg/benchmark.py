@@ -305,7 +305,7 @@ def peak_rss_of_this_process_mb() -> float:
 # ----------------------------------------------------------------------------- whole process
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TUNING_VARIABLES = ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "ONEDNN_MAX_CPU_ISA",
-                    "GCSEG_NO_CPU_TUNING")
+                    "GCSEG_NO_CPU_TUNING", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
 
 
 def plain_environment() -> Dict[str, str]:
@@ -316,9 +316,11 @@ def plain_environment() -> Dict[str, str]:
 
 
 def tuned_environment() -> Dict[str, str]:
-    """The plain environment plus gcseg.cpu_env's recommended variables, for both programs."""
-    from gcseg.cpu_env import recommended_settings
-    return dict(plain_environment(), **recommended_settings())
+    """The plain environment plus gcseg.cpu_env's recommended variables and its malloc
+    settings as glibc's variables, for both programs."""
+    from gcseg.cpu_env import MALLOC_SETTINGS, recommended_settings
+    malloc = {variable: str(value) for _, _, value, variable in MALLOC_SETTINGS}
+    return dict(plain_environment(), **recommended_settings(), **malloc)
 
 
 def generated_config(config_dic: Dict, work_dir: str, image_size: Tuple[int, int],
@@ -418,7 +420,7 @@ def val_process_rows(model, config_dic: Dict, work_dir: str, input_size: Tuple[i
     rows = []
     for label, env in (("as users run them: gcseg tunes the CPU itself, PaddleSeg plain env",
                         plain_environment()),
-                       ("same env: both with OMP_NUM_THREADS + MKL_DEBUG_CPU_TYPE",
+                       ("same env: both with OMP_NUM_THREADS + MKL_DEBUG_CPU_TYPE + MALLOC_*",
                         tuned_environment())):
         times = time_alternating({"gcseg": lambda: _run(gcseg, env),
                                   "paddleseg": lambda: _run(paddleseg, env)}, repeats, warmup=0)

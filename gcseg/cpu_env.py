@@ -2,17 +2,26 @@
 
 Measured on this project's 2-core AMD machine: Paddle uses one thread unless told, and the MKL
 inside Paddle's CPU wheel takes a slow code path on AMD processors unless ``MKL_DEBUG_CPU_TYPE=5``
-is set before it loads (GCNet-R50 forward 6.0 s -> 1.56 s). Scripts call :func:`configure`
-first thing. A user's own settings always win; ``--no_cpu_tuning`` or ``GCSEG_NO_CPU_TUNING=1``
-turns the set-up off.
+is set before it loads (GCNet-R50 forward 6.0 s -> 1.56 s). glibc's malloc hands every freed
+block above its mmap threshold back to the system, so a training step, which frees and allocates
+gigabytes of activations, page-faults them all in again. Keeping them in the heap, on a GCNet-R50
+step (batch 2, 512x256; six alternating pairs of whole processes, 2026-11-23): minor faults
+3.0M -> 0.8M and system time halved in every pair, step time 0.87-1.02x (median 0.93x), peak RSS
++10-13%. Scripts call :func:`configure` first thing. A user's own settings always
+win; ``--no_cpu_tuning`` or ``GCSEG_NO_CPU_TUNING=1`` turns the set-up off.
 """
+import ctypes
 import os
+import platform
 import sys
 import warnings
 from typing import Dict, Optional, Sequence
 
 OPT_OUT_FLAG = "--no_cpu_tuning"
 OPT_OUT_ENV = "GCSEG_NO_CPU_TUNING"
+# (mallopt parameter, its number in glibc's malloc.h, value, the variable a user sets it with)
+MALLOC_SETTINGS = (("M_MMAP_MAX", -4, 0, "MALLOC_MMAP_MAX_"),
+                   ("M_TRIM_THRESHOLD", -1, 1 << 30, "MALLOC_TRIM_THRESHOLD_"))
 
 
 def cpu_vendor() -> str:
@@ -49,21 +58,42 @@ def recommended_settings() -> Dict[str, str]:
     return settings
 
 
+def user_tunes_malloc() -> bool:
+    return (any(variable in os.environ for *_, variable in MALLOC_SETTINGS)
+            or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""))
+
+
+def keep_freed_memory_in_the_heap() -> Dict[str, str]:
+    """Apply ``MALLOC_SETTINGS`` to this process's glibc malloc (not on other C libraries, not
+    where the user tunes malloc); returns what was set."""
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc" \
+            or user_tunes_malloc():
+        return {}
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return {}
+    return {name: str(value) for name, number, value, _ in MALLOC_SETTINGS
+            if mallopt(number, value) == 1}
+
+
 def configure(argv: Optional[Sequence[str]] = None, announce: bool = True) -> Dict[str, str]:
-    """Set the recommended CPU variables the user has not set; returns what was set."""
+    """Set the recommended CPU variables the user has not set and tune malloc; returns what
+    was set."""
     argv = sys.argv if argv is None else argv
     # Paddle 3 warns at every import that the C++ extension builder lacks ccache; gcseg builds
     # no extensions, so the warning is noise for our users.
     warnings.filterwarnings("ignore", message="No ccache found")
     if OPT_OUT_FLAG in argv or os.environ.get(OPT_OUT_ENV, "") not in ("", "0"):
         return {}
-    applied = {key: value for key, value in recommended_settings().items()
-               if key not in os.environ}
-    os.environ.update(applied)
+    variables = {key: value for key, value in recommended_settings().items()
+                 if key not in os.environ}
+    os.environ.update(variables)
+    applied = {**variables, **keep_freed_memory_in_the_heap()}
     is_first_rank = os.environ.get("PADDLE_TRAINER_ID", "0") == "0"
     if announce and applied and is_first_rank:
-        late = " (paddle was already imported: takes effect in new processes only)" \
-            if "paddle" in sys.modules else ""
+        late = " (paddle was already imported: the variables take effect in new processes " \
+               "only)" if variables and "paddle" in sys.modules else ""
         described = ", ".join(f"{key}={value}" for key, value in applied.items())
         print(f"gcseg cpu setup: {described} ({cpu_vendor()}, {usable_cores()} cores){late}; "
               f"opt out with {OPT_OUT_FLAG} or {OPT_OUT_ENV}=1", file=sys.stderr)

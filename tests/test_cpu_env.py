@@ -1,0 +1,83 @@
+"""The CPU set-up scripts run before Paddle loads: recommended variables where the user set
+none, glibc malloc keeping freed blocks (counted in page faults, not timed), opt-outs."""
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gcseg import cpu_env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Allocates, fills and frees a 64 MiB block 20 times with the C library's malloc (above glibc's
+# largest automatic mmap threshold, 32 MiB, so untuned every block is a fresh mapping) and
+# prints the minor page faults that took.
+FAULTS_OF_REUSE = """
+import ctypes, resource, sys
+sys.path.insert(0, {root!r})
+from gcseg import cpu_env
+print(cpu_env.configure(argv=sys.argv, announce=False))
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+size = 64 << 20
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)
+    libc.free(block)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def run_faults(*argv: str, **env: str):
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", cpu_env.OPT_OUT_ENV)}
+    out = subprocess.run([sys.executable, "-c", FAULTS_OF_REUSE.format(root=str(ROOT)), *argv],
+                         env={**clean, **env}, capture_output=True, text=True, check=True)
+    applied, faults = out.stdout.split("\n")[:2]
+    return applied, int(faults)
+
+
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
+
+
+@glibc_only
+def test_tuned_malloc_reuses_freed_blocks_instead_of_faulting_them_in_again():
+    applied, tuned = run_faults()
+    assert "'M_MMAP_MAX': '0'" in applied
+    _, untuned = run_faults("--no_cpu_tuning")
+    # untuned every block is faulted in afresh, tuned the first one only (how many faults a
+    # block takes depends on the kernel's page sizes; the ratio does not)
+    assert untuned > 5 * tuned
+
+
+@glibc_only
+def test_a_users_own_malloc_setting_wins():
+    _, tuned = run_faults()
+    applied, faults = run_faults(MALLOC_MMAP_MAX_="65536")
+    assert "M_MMAP_MAX" not in applied and "M_TRIM_THRESHOLD" not in applied
+    assert faults > 5 * tuned
+    applied, _ = run_faults(GLIBC_TUNABLES="glibc.malloc.trim_threshold=0")
+    assert "M_" not in applied
+
+
+def test_user_variables_win_and_the_opt_outs_set_nothing(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "0")  # no mallopt in the test process
+    applied = cpu_env.configure(argv=[], announce=False)
+    assert "OMP_NUM_THREADS" not in applied and os.environ["OMP_NUM_THREADS"] == "7"
+    assert cpu_env.configure(argv=["train.py", cpu_env.OPT_OUT_FLAG], announce=False) == {}
+    monkeypatch.setenv(cpu_env.OPT_OUT_ENV, "1")
+    assert cpu_env.configure(argv=[], announce=False) == {}
+
+
+def test_threads_are_shared_among_the_processes_of_a_node(monkeypatch):
+    monkeypatch.setattr(cpu_env, "usable_cores", lambda: 8)
+    monkeypatch.setenv("PADDLE_LOCAL_SIZE", "4")
+    assert cpu_env.recommended_settings()["OMP_NUM_THREADS"] == "2"
+    monkeypatch.setenv("PADDLE_LOCAL_SIZE", "16")
+    assert cpu_env.recommended_settings()["OMP_NUM_THREADS"] == "1"
