@@ -184,7 +184,7 @@ def train_rows(model, twin, shape, loss_cfg: Dict, num_classes: int,
         net.train()
         optimizer = paddle.optimizer.SGD(learning_rate=1e-6, parameters=net.parameters())
         steps[name] = _train_step(net, optimizer, images, labels, loss_fns[name])
-    times = time_alternating(steps, max(2, repeats // 2))
+    times = time_alternating(steps, max(2, repeats))
     model.eval()
     twin.eval()
     return [Row("train step (batch 2, each package's loss from the config)", "s",
