@@ -1,14 +1,15 @@
 """CPU set-up that must happen before Paddle is imported.
 
 Measured on this project's 2-core AMD machine: Paddle uses one thread unless told, and the MKL
-inside Paddle's CPU wheel takes a slow code path on AMD processors unless ``MKL_DEBUG_CPU_TYPE=5``
-is set before it loads (GCNet-R50 forward 6.0 s -> 1.56 s). glibc's malloc hands every freed
-block above its mmap threshold back to the system, so a training step, which frees and allocates
-gigabytes of activations, page-faults them all in again. Keeping them in the heap, on a GCNet-R50
-step (batch 2, 512x256; six alternating pairs of whole processes, 2026-11-23): minor faults
-3.0M -> 0.8M and system time halved in every pair, step time 0.87-1.02x (median 0.93x), peak RSS
-+10-13%. Scripts call :func:`configure` first thing. A user's own settings always
-win; ``--no_cpu_tuning`` or ``GCSEG_NO_CPU_TUNING=1`` turns the set-up off.
+inside Paddle's CPU wheel takes a slow code path on AMD processors unless
+``MKL_DEBUG_CPU_TYPE=5`` is set before it loads (GCNet-R50 forward 6.0 s -> 1.56 s). glibc's
+malloc hands every freed block above its mmap threshold back to the system, so a training step,
+which frees and allocates gigabytes of activations, page-faults them all in again. Keeping them
+in the heap, on a GCNet-R50 step (batch 2, 512x256; six alternating pairs of whole processes,
+2026-11-23): minor faults 3.0M -> 0.8M and system time 0.41-0.58x in every pair, step time
+0.87-1.02x (median 0.93x), peak RSS +7-17% (median +12%). Scripts call :func:`configure` first
+thing. A user's own settings always win; ``--no_cpu_tuning`` or ``GCSEG_NO_CPU_TUNING=1`` turns
+the set-up off.
 """
 import ctypes
 import os
