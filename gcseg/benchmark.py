@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 
+from gcseg.cpu_env import malloc_environment, recommended_settings
 from gcseg.deploy.flops import count_flops, count_parameters
 from gcseg.deploy.engine import engine_name, inference_forward
 from gcseg.deploy.fold_bn import fold_batchnorm
@@ -305,7 +306,7 @@ def peak_rss_of_this_process_mb() -> float:
 # ----------------------------------------------------------------------------- whole process
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TUNING_VARIABLES = ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "ONEDNN_MAX_CPU_ISA",
-                    "GCSEG_NO_CPU_TUNING", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+                    "GCSEG_NO_CPU_TUNING", *malloc_environment())
 
 
 def plain_environment() -> Dict[str, str]:
@@ -318,9 +319,7 @@ def plain_environment() -> Dict[str, str]:
 def tuned_environment() -> Dict[str, str]:
     """The plain environment plus gcseg.cpu_env's recommended variables and its malloc
     settings as glibc's variables, for both programs."""
-    from gcseg.cpu_env import MALLOC_SETTINGS, recommended_settings
-    malloc = {variable: str(value) for _, _, value, variable in MALLOC_SETTINGS}
-    return dict(plain_environment(), **recommended_settings(), **malloc)
+    return dict(plain_environment(), **recommended_settings(), **malloc_environment())
 
 
 def generated_config(config_dic: Dict, work_dir: str, image_size: Tuple[int, int],

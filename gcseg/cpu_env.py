@@ -59,8 +59,13 @@ def recommended_settings() -> Dict[str, str]:
     return settings
 
 
+def malloc_environment() -> Dict[str, str]:
+    """``MALLOC_SETTINGS`` as the glibc variables that set them when a process starts."""
+    return {variable: str(value) for _, _, value, variable in MALLOC_SETTINGS}
+
+
 def user_tunes_malloc() -> bool:
-    return (any(variable in os.environ for *_, variable in MALLOC_SETTINGS)
+    return (any(variable in os.environ for variable in malloc_environment())
             or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""))
 
 
