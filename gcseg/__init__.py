@@ -15,8 +15,8 @@ _PUBLIC = {
     "GcsegError": "gcseg.errors",
     "train": "gcseg.engine.trainer",
     "evaluate": "gcseg.engine.evaluator",
-    "predict": "gcseg.engine.predictor",
-    "export_model": "gcseg.export",
+    "predict": "gcseg.engine.predict",
+    "export_model": "gcseg.deploy.export",
     "load_weights": "gcseg.models.weights",
     "save_weights": "gcseg.models.weights",
 }

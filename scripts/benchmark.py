@@ -45,7 +45,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_args_parser().parse_args()
-    from gcseg.benchmark import format_table, run_benchmark, write_json
+    from benchmarks.compare import format_table, run_benchmark, write_json
 
     cli.select_device(args)
     result = run_benchmark(args.config, tuple(args.input_size), args.repeats,

@@ -35,7 +35,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_args_parser().parse_args()
-    from gcseg.export import export_from_config
+    from gcseg.deploy.export import export_from_config
 
     cfg = cli.load_config(args)
     cli.select_device(args, cfg)

@@ -38,8 +38,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_args_parser().parse_args()
-    from gcseg.deploy.predictor import infer_images
-    from gcseg.engine.predictor import collect_images
+    from gcseg.deploy.runtime import infer_images
+    from gcseg.engine.predict import collect_images
 
     images, _ = collect_images(args.image_path)
     written = infer_images(args.model_dir, images, args.save_dir,

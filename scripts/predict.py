@@ -37,7 +37,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_args_parser().parse_args()
-    from gcseg.engine.predictor import predict_from_config
+    from gcseg.engine.predict import predict_from_config
 
     cfg = cli.load_config(args, load_pretrained=False)
     cli.select_device(args, cfg)

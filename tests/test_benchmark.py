@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from gcseg.benchmark import (format_table, paddleseg_loss, run_benchmark, time_alternating,
+from benchmarks.compare import (format_table, paddleseg_loss, run_benchmark, time_alternating,
                              write_json)
 
 # A complete PaddleSeg-style config: PaddleSeg's own Config (the whole-process row) insists on

@@ -4,9 +4,9 @@ import numpy as np
 import paddle
 import pytest
 
-from gcseg.deploy.engine import (compile_for_inference, engine_name, inference_forward,
-                                 max_relative_difference)
 from gcseg.engine.evaluator import evaluate
+from gcseg.engine.forward import (compile_for_inference, engine_name, inference_forward,
+                                 max_relative_difference)
 from gcseg.errors import GcsegError, UsageError
 from gcseg.models import GCNet, ResNet18_vd
 from test_evaluator import TinyDataset
@@ -58,7 +58,7 @@ def test_predictor_runs_on_the_device_paddle_computes_on(gcnet, monkeypatch, dev
     """On a GPU build the predictor is created on Paddle's GPU, not silently on the CPU; ``auto``
     still picks dygraph there. (This machine has no GPU: the options the predictor is created
     with are recorded, then it is built for the CPU.)"""
-    from gcseg.deploy import predictor
+    from gcseg.deploy import runtime as predictor
     created_with = []
     create_on_cpu = predictor.create_predictor
 

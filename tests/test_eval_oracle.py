@@ -6,7 +6,7 @@ import numpy as np
 import paddle
 import pytest
 
-from gcseg.deploy.engine import engine_name, inference_forward, max_relative_difference
+from gcseg.engine.forward import engine_name, inference_forward, max_relative_difference
 from gcseg.engine.inference import InferenceSettings, infer_logits
 from gcseg.models import GCNet, ResNet18_vd
 from test_fold_bn import _randomise_batchnorm_statistics

@@ -16,11 +16,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from gcseg.deploy.predictor import DeployedModel, create_predictor
-from gcseg.deploy.resize import deploy_resize_mode, matmul_resize
-from gcseg.export import export_model
+from gcseg.deploy.export import export_model
+from gcseg.deploy.runtime import DeployedModel, create_predictor
 from gcseg.models import GCNet, ResNet18_vd
 from gcseg.models.layers import resize
+from gcseg.models.resize import deploy_resize_mode, matmul_resize
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from gcseg.deploy.flops import count_flops, count_parameters
+from benchmarks.flops import count_flops, count_parameters
 from gcseg.models.gcnet import GlobalContextBlock
 from gcseg.models.layers import ConvBN
 

@@ -12,7 +12,7 @@ from PIL import Image
 from gcseg.config import Config
 from gcseg.data.palettes import CITYSCAPES_COLORS
 from gcseg.engine.inference import InferenceSettings, infer_logits
-from gcseg.engine.predictor import collect_images, output_name, predict_from_config
+from gcseg.engine.predict import collect_images, output_name, predict_from_config
 from gcseg.models.weights import load_weights
 from test_distributed_eval import ROOT, write_run
 

@@ -1,2 +1,2 @@
-"""Inference-time tools: BatchNorm folding, the oneDNN-friendly resize, FLOP counting and the
-Paddle Inference predictor for exported models."""
+"""Inference-time tools: exporting a static program, BatchNorm folding and the Paddle
+Inference runtime for exported models."""

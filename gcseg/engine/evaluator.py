@@ -15,8 +15,8 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
-from gcseg.deploy.engine import engine_name, inference_forward
 from gcseg.engine.distributed import is_main_process, shard_indices
+from gcseg.engine.forward import engine_name, inference_forward
 from gcseg.engine.inference import Forward, InferenceSettings, infer_logits
 from gcseg.engine.metrics import ConfusionMatrix
 from gcseg.errors import DataError, UsageError
@@ -99,7 +99,7 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bo
     """Evaluate ``model`` on ``dataset`` (batch 1); returns the metrics of
     :func:`gcseg.engine.metrics.metrics_from_confusion` plus ``num_images``, ``class_names``,
     the paths, the inference settings and the ``engine`` used
-    (:func:`gcseg.deploy.engine.inference_forward`: ``auto``, ``predictor`` or ``dygraph``).
+    (:func:`gcseg.engine.forward.inference_forward`: ``auto``, ``predictor`` or ``dygraph``).
     Restores the model's train mode afterwards."""
     settings = InferenceSettings(
         aug_eval=aug_eval, scales=scales, flip_horizontal=flip_horizontal,

@@ -10,7 +10,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from gcseg.deploy.resize import deploy_resize_active, matmul_resize
+from gcseg.models.resize import deploy_resize_active, matmul_resize
 
 
 class ConvBN(nn.Layer):

@@ -35,7 +35,7 @@ class PredictorModel:
     training = False
 
     def __init__(self, model_dir: str, cpu_threads: int, gpu_id: Optional[int] = None) -> None:
-        from gcseg.deploy.predictor import DeployedModel
+        from gcseg.deploy.runtime import DeployedModel
         self.runner = DeployedModel(model_dir, cpu_threads=cpu_threads,
                                     use_gpu=gpu_id is not None, gpu_id=gpu_id or 0,
                                     shape_cache_capacity=SHAPE_CACHE_CAPACITY)
@@ -61,7 +61,7 @@ def compile_for_inference(model: nn.Layer) -> PredictorModel:
     predictor; raises :class:`GcsegError` when the export or the predictor fails or the
     predictor disagrees with the dygraph model by more than ``RELATIVE_TOLERANCE`` on a
     random probe image."""
-    from gcseg.export import export_model
+    from gcseg.deploy.export import export_model
     probe = paddle.to_tensor(np.random.default_rng(0).standard_normal(PROBE_SHAPE)
                              .astype(np.float32))
     with paddle.no_grad():

@@ -2,7 +2,7 @@
 
 The exported graph is the inference model, not the training one: BatchNorm is folded into the
 convolutions (:func:`gcseg.deploy.fold_bn.fold_batchnorm`) and every bilinear resize is built
-from matmuls (:mod:`gcseg.deploy.resize`), so the program runs under Paddle Inference's
+from matmuls (:mod:`gcseg.models.resize`), so the program runs under Paddle Inference's
 *default* CPU configuration (oneDNN on), where ``bilinear_interp`` is rejected. Height, width
 and batch stay dynamic unless ``input_shape`` fixes them.
 
@@ -20,8 +20,8 @@ import yaml
 
 from gcseg.compat import isolated_static_trace, saved_program_file
 from gcseg.deploy.fold_bn import fold_batchnorm
-from gcseg.deploy.resize import deploy_resize_mode
 from gcseg.errors import UsageError
+from gcseg.models.resize import deploy_resize_mode
 
 OUTPUT_OPS = ("argmax", "softmax", "none")
 MODEL_PREFIX = "model"

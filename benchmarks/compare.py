@@ -17,10 +17,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 
+from benchmarks.flops import count_flops, count_parameters
 from gcseg.cpu_env import malloc_environment, recommended_settings
-from gcseg.deploy.flops import count_flops, count_parameters
-from gcseg.deploy.engine import engine_name, inference_forward
 from gcseg.deploy.fold_bn import fold_batchnorm
+from gcseg.engine.forward import engine_name, inference_forward
 from gcseg.engine.inference import InferenceSettings, infer_logits
 from gcseg.engine.metrics import ConfusionMatrix
 from gcseg.errors import UsageError
@@ -247,9 +247,9 @@ def metric_rows(shape, num_classes: int, repeats: int, eval_seconds: float) -> L
 
 def deploy_rows(forward, model, image, repeats: int, work_dir: str) -> List[Row]:
     """Paddle Inference in bf16 (oneDNN, same threads) against the fp32 engine ``forward``."""
-    from gcseg.deploy.engine import cpu_threads
-    from gcseg.deploy.predictor import DeployedModel
-    from gcseg.export import export_model
+    from gcseg.engine.forward import cpu_threads
+    from gcseg.deploy.runtime import DeployedModel
+    from gcseg.deploy.export import export_model
     export_model(model, work_dir, output_op="none")
     batch = image.numpy()
     bf16 = DeployedModel(work_dir, bf16=True, cpu_threads=cpu_threads())
@@ -266,7 +266,7 @@ def deploy_rows(forward, model, image, repeats: int, work_dir: str) -> List[Row]
 
 def peak_rss_mb(impl: str, config: str, size: Tuple[int, int], opts: Sequence[str]) -> float:
     """Peak RSS of a fresh process that builds one implementation and runs one forward."""
-    code = ("import sys; from gcseg.benchmark import memory_child; "
+    code = ("import sys; from benchmarks.compare import memory_child; "
             f"memory_child({impl!r}, {config!r}, {tuple(size)!r}, {list(opts)!r})")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -414,7 +414,7 @@ def val_process_rows(model, config_dic: Dict, work_dir: str, input_size: Tuple[i
     config, weights = prepare_val_run(model, config_dic, work_dir, input_size, num_images)
     gcseg = [sys.executable, os.path.join(ROOT, "scripts", "val.py"), "--config", config,
              "--model_path", weights]
-    paddleseg = [sys.executable, "-c", "from gcseg.benchmark import paddleseg_val_child; "
+    paddleseg = [sys.executable, "-c", "from benchmarks.compare import paddleseg_val_child; "
                  f"paddleseg_val_child({config!r}, {weights!r})"]
     rows = []
     for label, env in (("as users run them: gcseg tunes the CPU itself, PaddleSeg plain env",
