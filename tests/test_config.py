@@ -13,7 +13,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gcseg.config import Config, check_arguments, load_yaml_with_bases
+from gcseg.builder import check_arguments
+from gcseg.config import Config, load_yaml_with_bases
 from gcseg.errors import ConfigError
 from gcseg.models.gcnet import GCNet
 from gcseg.registry import OPTIMIZERS
@@ -482,7 +483,7 @@ def test_config_modules_run_on_python_3_9():
         stub = types.ModuleType("types")
         vars(stub).update({k: v for k, v in vars(types).items() if k != "UnionType"})
         sys.modules["types"] = stub
-        from gcseg.config import _type_matches
+        from gcseg.builder import _type_matches
         sys.modules["types"] = types
         assert _type_matches(None, typing.Optional[int]) and _type_matches(3, int)
         assert not _type_matches("x", typing.Optional[int]) and not _type_matches("x", int)

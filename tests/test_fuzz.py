@@ -11,7 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gcseg.config import Config, register_components
+from gcseg.builder import register_components
+from gcseg.config import Config
 from gcseg.data.datasets import Dataset
 from gcseg.errors import GcsegError
 from gcseg.registry import DATASETS, LOSSES, LR_SCHEDULERS, TRANSFORMS

@@ -18,7 +18,8 @@ import paddle
 from PIL import Image
 from tqdm import tqdm
 
-from gcseg.config import ComponentBuilder, Config
+from gcseg.builder import ComponentBuilder
+from gcseg.config import Config
 from gcseg.data.datasets import SegDataset
 from gcseg.data.palettes import blend, colorize
 from gcseg.data.transforms import Compose, read_image
