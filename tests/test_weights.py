@@ -1,9 +1,11 @@
 """Weights files: round trips, fitting checks with readable messages, the download cache."""
+import datetime
 import functools
 import http.server
 import io
 import logging
 import os
+import pickle
 import socket
 import tarfile
 import threading
@@ -367,3 +369,36 @@ def test_absolute_members_are_refused_without_filters(tmp_path, monkeypatch,
     with pytest.raises(CheckpointError, match="has an absolute path or a '..' component"):
         resolve_pretrained(str(archive))
     assert not target.exists()
+
+
+class RunsCode:
+    """Unpickling this calls ``os.mkdir(marker)``: the way a malicious .pdparams runs code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def test_every_pdparams_is_read_without_running_its_code(tmp_path):
+    """``load_weights`` (``pretrained:``, ``--model_path``) unpickles arrays only; the refusal
+    names the file, the class and the explicit way to trust it."""
+    evil, marker = tmp_path / "evil.pdparams", tmp_path / "pwned"
+    layer = small_layer()
+    with open(evil, "wb") as file:
+        pickle.dump({**arrays(layer), "x": RunsCode(marker)}, file)
+    with pytest.raises(CheckpointError, match=r"evil\.pdparams: refuses to unpickle .*mkdir.*"
+                                              r"--trust_pickle"):
+        load_weights(layer, str(evil))
+    assert not marker.exists()
+
+
+def test_trust_pickle_reads_what_the_restricted_reader_refuses(tmp_path):
+    path = tmp_path / "dated.pdparams"
+    layer = small_layer()
+    with open(path, "wb") as file:
+        pickle.dump({**arrays(layer), "saved_on": datetime.date(2026, 11, 26)}, file)
+    with pytest.raises(CheckpointError, match="datetime.date"):
+        load_state_dict_file(str(path))
+    assert_same_arrays(load_state_dict_file(str(path), trust_pickle=True), arrays(layer))
