@@ -7,7 +7,7 @@ and exit code 2 (``--debug`` or ``GCSEG_DEBUG=1`` shows the traceback instead).
 import argparse
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 from gcseg.errors import GcsegError, UsageError
 
@@ -89,10 +89,12 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
                             "probabilities (MMSegmentation)")
 
 
-def inference_settings(args: argparse.Namespace, cfg) -> Dict[str, Any]:
-    """The test-time flags over the config's ``test:`` section, as :func:`evaluate` takes them."""
-    from gcseg.engine.evaluator import SETTING_NAMES, settings_from_config
-    return settings_from_config(cfg, **{key: getattr(args, key, None) for key in SETTING_NAMES})
+def inference_settings(args: argparse.Namespace, cfg):
+    """The test-time flags over the config's ``test:`` section, as an
+    :class:`~gcseg.engine.inference.InferenceSettings`."""
+    from gcseg.engine.inference import InferenceSettings
+    flags = {key: getattr(args, key, None) for key in InferenceSettings.names()}
+    return InferenceSettings.from_config(cfg, **flags)
 
 
 def load_config(args: argparse.Namespace, extra_opts: Optional[List[str]] = None,

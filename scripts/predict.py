@@ -42,7 +42,7 @@ def main() -> int:
     cfg = cli.load_config(args, load_pretrained=False)
     cli.select_device(args, cfg)
     total, failed = predict_from_config(cfg, args.model_path, args.image_path, args.save_dir,
-                                        **cli.inference_settings(args, cfg))
+                                        cli.inference_settings(args, cfg))
     print(f"predicted {total - len(failed)}/{total} images into {args.save_dir}"
           + (f"; {len(failed)} skipped" if failed else ""))
     return 1 if failed else 0

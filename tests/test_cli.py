@@ -1,6 +1,7 @@
 """Test-time flags: given on the command line they win over the config's ``test:`` section,
 in either direction (``--is_slide`` / ``--no_is_slide``); not given, the config decides."""
 import argparse
+import dataclasses
 
 import pytest
 
@@ -19,7 +20,7 @@ def slide_config(tmp_path):
 def settings_for(cfg: Config, *argv: str) -> dict:
     parser = argparse.ArgumentParser()
     cli.add_inference_args(parser)
-    return cli.inference_settings(parser.parse_args(argv), cfg)
+    return dataclasses.asdict(cli.inference_settings(parser.parse_args(argv), cfg))
 
 
 def test_config_value_applies_when_no_flag_is_given(slide_config):

@@ -7,6 +7,7 @@ import pytest
 from paddleseg.core import infer as oracle
 
 from gcseg.engine.evaluator import evaluate
+from gcseg.engine.inference import InferenceSettings
 from test_inference import NUM_CLASSES, TinySegNet
 
 # Odd sizes; image 1 was padded 21x30 -> 24x32, image 2 resized 40x23 -> 26x17.
@@ -72,8 +73,8 @@ def test_confusion_matrix_equals_reference_and_mode_is_restored(model):
 
 def test_tta_confusion_matrix_equals_reference(model):
     dataset = TinyDataset()
-    results = evaluate(model, dataset, aug_eval=True, scales=[0.75, 1.25], flip_horizontal=True,
-                       print_detail=False)
+    settings = InferenceSettings(aug_eval=True, scales=[0.75, 1.25], flip_horizontal=True)
+    results = evaluate(model, dataset, settings, print_detail=False)
     expected = reference_matrix(model, dataset, scales=[0.75, 1.25], flip_horizontal=True)
     np.testing.assert_array_equal(results["confusion_matrix"], expected)
 
@@ -83,8 +84,8 @@ def test_report_table_json_and_png(tmp_path, capsys):
     bias = model.classifier.bias.numpy()
     bias[4] = -1e4  # class 4 is never predicted either: zero union
     model.classifier.bias.set_value(bias)
-    results = evaluate(model, TinyDataset(), save_dir=str(tmp_path), config_path="c.yml",
-                       model_path="m.pdparams", flip_horizontal=True, aug_eval=True)
+    results = evaluate(model, TinyDataset(), InferenceSettings(flip_horizontal=True, aug_eval=True),
+                       save_dir=str(tmp_path), config_path="c.yml", model_path="m.pdparams")
     output = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[1:] for line in output.splitlines()[1:6]}
     assert rows["unused"] == ["-", "-", "-", "-"]

@@ -68,7 +68,7 @@ def test_predict_needs_no_dataset_on_disk(tmp_path):
     save_dir = tmp_path / "out"
 
     total, failed = predict_from_config(cfg, str(model_path), str(image), str(save_dir),
-                                        aug_eval=True, flip_horizontal=True)
+                                        InferenceSettings(aug_eval=True, flip_horizontal=True))
 
     assert (total, failed) == (1, [])
     pseudo = Image.open(save_dir / "pseudo_color_prediction" / image.name)

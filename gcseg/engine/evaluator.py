@@ -9,7 +9,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -19,7 +19,7 @@ from gcseg.engine.distributed import is_main_process, shard_indices
 from gcseg.engine.forward import engine_name, inference_forward
 from gcseg.engine.inference import Forward, InferenceSettings, infer_logits
 from gcseg.engine.metrics import ConfusionMatrix
-from gcseg.errors import DataError, UsageError
+from gcseg.errors import DataError
 
 RESULTS_FILE = "eval_results.json"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -35,30 +35,6 @@ def eval_mode(model: paddle.nn.Layer) -> Iterator[None]:
     finally:
         if was_training:
             model.train()
-
-
-SETTING_NAMES = ("aug_eval", "scales", "flip_horizontal", "flip_vertical", "is_slide",
-                 "crop_size", "stride", "precision", "tta_average")
-
-
-def _as_float_list(value: Any) -> List[float]:
-    values = value if isinstance(value, (list, tuple)) else [value]
-    try:
-        return [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise UsageError(f"scales: expected numbers, got {value!r}") from None
-
-
-def settings_from_config(cfg: Any, **flags: Any) -> Dict[str, Any]:
-    """The :func:`evaluate` keyword arguments of ``cfg``'s ``test:`` section (PaddleSeg's
-    runtime.yml), each overridden by a ``flags`` value that is not None, normalised."""
-    settings = {"precision": "fp32", "tta_average": "logits", **cfg.runtime("test")}
-    settings.update({key: value for key, value in flags.items() if value is not None})
-    settings["scales"] = _as_float_list(settings.get("scales", 1.0))
-    if settings.get("is_slide") and (not settings.get("crop_size") or not settings.get("stride")):
-        raise UsageError("--is_slide needs --crop_size W H and --stride W H "
-                         "(or test.crop_size / test.stride in the config)")
-    return {key: settings.get(key) for key in SETTING_NAMES}
 
 
 def _single_item(batch: List[dict]) -> dict:
@@ -89,27 +65,21 @@ def _update(matrix: ConfusionMatrix, model: Forward, item: dict,
     matrix.update(label, logits.argmax(axis=1))
 
 
-def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bool = False,
-             scales: Union[float, Sequence[float]] = 1.0, flip_horizontal: bool = False,
-             flip_vertical: bool = False, is_slide: bool = False,
-             crop_size: Optional[Sequence[int]] = None, stride: Optional[Sequence[int]] = None,
-             precision: str = "fp32", tta_average: str = "logits", engine: str = "auto",
+def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset,
+             settings: Optional[InferenceSettings] = None, *, engine: str = "auto",
              num_workers: int = 0, print_detail: bool = True, save_dir: Optional[str] = None,
              config_path: Optional[str] = None, model_path: Optional[str] = None) -> Dict:
-    """Evaluate ``model`` on ``dataset`` (batch 1); returns the metrics of
-    :func:`gcseg.engine.metrics.metrics_from_confusion` plus ``num_images``, ``class_names``,
-    the paths, the inference settings and the ``engine`` used
+    """Evaluate ``model`` on ``dataset`` (batch 1) with ``settings`` (default: whole-image
+    fp32); returns the metrics of :func:`gcseg.engine.metrics.metrics_from_confusion` plus
+    ``num_images``, ``class_names``, the paths, the inference settings and the ``engine`` used
     (:func:`gcseg.engine.forward.inference_forward`: ``auto``, ``predictor`` or ``dygraph``).
     Restores the model's train mode afterwards."""
-    settings = InferenceSettings(
-        aug_eval=aug_eval, scales=scales, flip_horizontal=flip_horizontal,
-        flip_vertical=flip_vertical, is_slide=is_slide, crop_size=crop_size, stride=stride,
-        precision=precision, tta_average=tta_average)
+    settings = settings or InferenceSettings()
     matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
     loader = shard_loader(dataset, num_workers)
     show = print_detail and is_main_process()
     with eval_mode(model):
-        forward = inference_forward(model, engine, precision)
+        forward = inference_forward(model, engine, settings.precision)
         for item in tqdm(loader, desc="eval", unit="img", disable=not show, dynamic_ncols=True):
             _update(matrix, forward, item, settings)
     matrix.all_reduce()

@@ -10,9 +10,10 @@ only then softmaxed, so the softmax sees the same logits as a single-view predic
 Sizes given as pairs (``crop_size``, ``stride``) are ``(width, height)``, as in PaddleSeg configs.
 """
 import contextlib
+import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Callable, ContextManager, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, ContextManager, Iterator, List, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 import paddle
@@ -45,9 +46,11 @@ def _pair(name: str, value: Optional[Sequence[int]]) -> Optional[Size]:
     return int(value[0]), int(value[1])
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class InferenceSettings:
-    """How to turn one image into logits (PaddleSeg's runtime.yml ``test:`` keys + extras)."""
+    """How to turn one image into logits (PaddleSeg's runtime.yml ``test:`` keys + extras): the
+    one type the command line, the config's ``test:`` section, the trainer's periodic evaluation,
+    :func:`gcseg.engine.evaluator.evaluate` and prediction pass around."""
 
     aug_eval: bool = False
     scales: Union[float, Sequence[float]] = 1.0
@@ -60,8 +63,11 @@ class InferenceSettings:
     tta_average: str = "logits"
 
     def __post_init__(self) -> None:
-        scales = (self.scales,) if isinstance(self.scales, (int, float)) else self.scales
-        scales = tuple(float(s) for s in scales)
+        scales = self.scales if isinstance(self.scales, (list, tuple)) else (self.scales,)
+        try:
+            scales = tuple(float(s) for s in scales)
+        except (TypeError, ValueError):
+            raise UsageError(f"scales: expected numbers, got {self.scales!r}") from None
         if not scales or any(s <= 0 for s in scales):
             raise UsageError(f"scales must be positive numbers, got {self.scales!r}")
         object.__setattr__(self, "scales", scales)
@@ -75,6 +81,21 @@ class InferenceSettings:
         if self.tta_average not in TTA_AVERAGES:
             raise UsageError(f"tta_average must be logits or probs, got {self.tta_average!r}")
         check_precision(self.precision, "O1")
+
+    @classmethod
+    def names(cls) -> Tuple[str, ...]:
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def from_config(cls, cfg: Any, **overrides: Any) -> "InferenceSettings":
+        """``cfg``'s ``test:`` section (PaddleSeg's runtime.yml), each key overridden by an
+        ``overrides`` value that is not None (a command-line flag that was given)."""
+        values = {key: value for key, value in cfg.runtime("test").items() if key in cls.names()}
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        if values.get("is_slide") and (not values.get("crop_size") or not values.get("stride")):
+            raise UsageError("--is_slide needs --crop_size W H and --stride W H "
+                             "(or test.crop_size / test.stride in the config)")
+        return cls(**values)
 
     def views(self) -> Tuple[Tuple[float, ...], List[Flip]]:
         """The scales and flips to run; without ``aug_eval`` only the image itself."""

@@ -113,11 +113,11 @@ def _predict_one(model: paddle.nn.Layer, transforms: Callable, image_path: str,
 
 def predict(model: paddle.nn.Layer, transforms: Callable, image_list: Sequence[str],
             save_dir: str, *, palette: np.ndarray, image_dir: Optional[str] = None,
-            **settings) -> List[Tuple[str, str]]:
+            settings: Optional[InferenceSettings] = None) -> List[Tuple[str, str]]:
     """Segment every image of ``image_list`` with ``transforms`` (the val dataset's Compose) and
-    ``settings`` (the keyword arguments of :class:`InferenceSettings`); returns the images that
-    failed as ``(path, reason)``, after processing all the others."""
-    inference = InferenceSettings(**settings)
+    ``settings`` (default: whole-image fp32); returns the images that failed as
+    ``(path, reason)``, after processing all the others."""
+    inference = settings or InferenceSettings()
     failed = []
     with eval_mode(model):
         for image_path in tqdm(image_list, desc="predict", unit="img", dynamic_ncols=True):
@@ -133,7 +133,8 @@ def predict(model: paddle.nn.Layer, transforms: Callable, image_list: Sequence[s
 
 
 def predict_from_config(cfg: Config, model_path: str, image_path: str, save_dir: str,
-                        **settings) -> Tuple[int, List[Tuple[str, str]]]:
+                        settings: Optional[InferenceSettings] = None
+                        ) -> Tuple[int, List[Tuple[str, str]]]:
     """:func:`predict` the images of ``image_path`` (see :func:`collect_images`) with
     ``cfg.model`` loaded from ``model_path``; returns the number of images and the failures."""
     images, image_dir = collect_images(image_path)
@@ -141,5 +142,5 @@ def predict_from_config(cfg: Config, model_path: str, image_path: str, save_dir:
     model = cfg.model
     load_weights(model, model_path)
     failed = predict(model, transforms, images, save_dir, palette=palette, image_dir=image_dir,
-                     **settings)
+                     settings=settings)
     return len(images), failed

@@ -27,8 +27,9 @@ from gcseg.engine.amp import Precision
 from gcseg.engine.checkpoint import Checkpointer
 from gcseg.engine.distributed import (all_reduce_sum, data_parallel, get_rank, get_world_size,
                                       is_main_process, sync_batch_norm)
-from gcseg.engine.evaluator import evaluate, settings_from_config, summary_line
+from gcseg.engine.evaluator import evaluate, summary_line
 from gcseg.engine.failures import as_training_error
+from gcseg.engine.inference import InferenceSettings
 from gcseg.engine.vdl import PANEL_TAG, VdlWriter, eval_scalars, prediction_panel
 from gcseg.errors import TrainingError, UsageError
 from gcseg.losses import combine
@@ -210,7 +211,7 @@ class EvalHook(Hook):
     and saves the prediction-beside-label panel as ``<save_dir>/eval_vis/iter_<N>.png``."""
 
     def __init__(self, dataset: Any, save_interval: int, checkpointer: Checkpointer,
-                 vdl: Optional[VdlWriter], num_workers: int, test_settings: Dict[str, Any],
+                 vdl: Optional[VdlWriter], num_workers: int, test_settings: InferenceSettings,
                  save_dir: str) -> None:
         self.dataset, self.save_interval = dataset, save_interval
         self.checkpointer, self.vdl, self.num_workers = checkpointer, vdl, num_workers
@@ -220,8 +221,8 @@ class EvalHook(Hook):
     def after_step(self, trainer: "Trainer", step: StepResult) -> None:
         if trainer.iter % self.save_interval:
             return
-        results = evaluate(trainer.model, self.dataset, num_workers=self.num_workers,
-                           print_detail=False, **self.test_settings)
+        results = evaluate(trainer.model, self.dataset, self.test_settings,
+                           num_workers=self.num_workers, print_detail=False)
         self.last_results = results
         if not is_main_process():
             return
@@ -303,7 +304,7 @@ class Trainer:
         if settings.do_eval:
             hooks.append(EvalHook(self.cfg.val_dataset, settings.save_interval,
                                   self.checkpointer, vdl, settings.num_workers,
-                                  settings_from_config(self.cfg), settings.save_dir))
+                                  InferenceSettings.from_config(self.cfg), settings.save_dir))
         return hooks
 
     @property
