@@ -24,6 +24,7 @@ from gcseg.engine.forward import engine_name, inference_forward
 from gcseg.engine.inference import InferenceSettings, infer_logits
 from gcseg.engine.metrics import ConfusionMatrix
 from gcseg.errors import UsageError
+from gcseg.losses import one_type_per_coef
 
 TTA_SCALES = (0.75, 1.0, 1.25)
 
@@ -87,11 +88,9 @@ def paddleseg_loss(loss_cfg: Dict) -> Callable[[List[paddle.Tensor], paddle.Tens
     summed over the heads with the config's coefficients as its trainer does."""
     from paddleseg.models import losses
     patch_paddleseg_cross_entropy()
-    types = [getattr(losses, item["type"])(**{k: v for k, v in item.items() if k != "type"})
-             for item in loss_cfg["types"]]
     coef = list(loss_cfg["coef"])
-    if len(types) == 1:
-        types = types * len(coef)
+    types = [getattr(losses, item["type"])(**{k: v for k, v in item.items() if k != "type"})
+             for item in one_type_per_coef(loss_cfg["types"], coef)]
 
     def total(logits_list, label):
         return paddle.add_n([c * loss(logit, label)

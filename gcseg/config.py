@@ -326,11 +326,11 @@ class Config:
         if not isinstance(coef, list) or not all(isinstance(c, (int, float)) for c in coef):
             raise self._builder.fail("loss.coef", f"loss.coef: expected a list of numbers, "
                                                   f"got {coef!r}")
-        if len(types) == 1 and len(coef) > 1:
-            types = types * len(coef)
-        if len(types) != len(coef):
-            raise self._builder.fail("loss.coef", f"loss: {len(types)} types but {len(coef)} "
-                                                  "coef (expected one coef per type)")
+        from gcseg.losses import one_type_per_coef
+        try:
+            types = one_type_per_coef(types, coef)
+        except ConfigError as error:
+            raise self._builder.fail("loss.coef", str(error)) from None
         built = [self._builder.build(item, LOSSES, f"loss.types.{i}")
                  for i, item in enumerate(types)]
         return {"types": built, "coef": [float(c) for c in coef]}

@@ -130,6 +130,18 @@ class OhemCrossEntropyLoss(nn.Layer):
         return (nll * kept).mean() / (kept.mean() + self.EPS)
 
 
+def one_type_per_coef(types: Sequence[Any], coef: Sequence[float]) -> List[Any]:
+    """``types`` with one entry per coefficient: a single type is repeated for every coef, as in
+    PaddleSeg configs (``types: [{type: CrossEntropyLoss}]``, ``coef: [1, 0.4]``)."""
+    types = list(types)
+    if len(types) == 1 and len(coef) > 1:
+        types = types * len(coef)
+    if not types or len(types) != len(coef):
+        raise ConfigError(f"loss: {len(types)} types but {len(coef)} coef "
+                          "(expected one coef per type, or a single type)")
+    return types
+
+
 def combine(logits_list: Sequence[paddle.Tensor], label: paddle.Tensor,
             loss_cfg: Dict[str, Any]) -> Tuple[paddle.Tensor, List[paddle.Tensor]]:
     """``sum_i coef[i] * types[i](logits_list[i], label)`` and the per-head weighted terms.
@@ -139,12 +151,8 @@ def combine(logits_list: Sequence[paddle.Tensor], label: paddle.Tensor,
     beyond the model's outputs are unused, as in PaddleSeg (a config with ``coef: [1, 0.4]`` and
     ``enable_auxiliary_loss: False`` trains the main head only).
     """
-    types, coef = list(loss_cfg.get("types", [])), list(loss_cfg.get("coef", []))
-    if len(types) == 1 and len(coef) > 1:
-        types = types * len(coef)
-    if not types or len(types) != len(coef):
-        raise ConfigError(f"loss: {len(types)} types but {len(coef)} coef "
-                          "(expected one coef per type, or a single type)")
+    coef = list(loss_cfg.get("coef", []))
+    types = one_type_per_coef(loss_cfg.get("types", []), coef)
     if len(logits_list) > len(coef):
         raise ConfigError(f"loss.coef: {len(coef)} coefficients but the model returned "
                           f"{len(logits_list)} outputs (main + auxiliary heads)")
