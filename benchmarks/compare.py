@@ -20,7 +20,7 @@ import paddle
 from benchmarks.flops import count_flops, count_parameters
 from gcseg.cpu_env import malloc_environment, recommended_settings
 from gcseg.deploy.fold_bn import fold_batchnorm
-from gcseg.engine.forward import engine_name, inference_forward
+from gcseg.engine.forward import backend_name, inference_forward
 from gcseg.engine.inference import InferenceSettings, infer_logits
 from gcseg.engine.metrics import ConfusionMatrix
 from gcseg.errors import UsageError
@@ -462,7 +462,7 @@ def run_benchmark(config: str, input_size: Tuple[int, int] = (512, 256), repeats
     sgemm = numpy_sgemm_gflops()
     rows.append(Row("numpy SGEMM 2048^2", "GFLOP/s", sgemm, None))
     engine_rows = eval_rows(forward, twin, image, repeats, flops["total"], sgemm,
-                            f" ({engine_name(forward)})")
+                            f" ({backend_name(forward)})")
     rows += engine_rows
     rows += eval_rows(folded, twin, image, repeats, flops["total"], sgemm, " (dygraph, BN folded)")
     rows += tta_rows(forward, twin, image, (width // 2, height), repeats)
@@ -481,7 +481,7 @@ def run_benchmark(config: str, input_size: Tuple[int, int] = (512, 256), repeats
     if train_iters > 1:
         rows += reader_rows(cfg.dic, work_dir, input_size, train_iters)
     meta = {"config": config, "input_size": list(input_size), "repeats": repeats,
-            "paddle": paddle.__version__, "flops_by_kind": flops, "engine": engine_name(forward),
+            "paddle": paddle.__version__, "flops_by_kind": flops, "engine": backend_name(forward),
             "env": {k: os.environ.get(k) for k in TUNING_VARIABLES[:3]},
             "load_average": os.getloadavg()}
     return {"rows": [dict(asdict(row), ratio=row.ratio) for row in rows], "meta": meta}

@@ -45,7 +45,7 @@ def main() -> int:
     init_distributed()
     model = cfg.model
     load_weights(model, args.model_path)
-    evaluate(model, cfg.val_dataset, cli.inference_settings(args, cfg), engine=args.engine,
+    evaluate(model, cfg.val_dataset, cli.inference_settings(args, cfg), backend=args.engine,
              save_dir=args.save_dir,
              num_workers=cfg.runtime("global")["num_workers"] if args.num_workers is None
              else args.num_workers,

@@ -5,7 +5,7 @@ import paddle
 import pytest
 
 from gcseg.engine.evaluator import evaluate
-from gcseg.engine.forward import (compile_for_inference, engine_name, inference_forward,
+from gcseg.engine.forward import (compile_for_inference, backend_name, inference_forward,
                                  max_relative_difference)
 from gcseg.errors import GcsegError, UsageError
 from gcseg.models import GCNet, ResNet18_vd
@@ -47,8 +47,8 @@ def test_predictor_equals_unfused_dygraph(gcnet, shape):
 
 def test_auto_picks_the_predictor_and_leaves_the_model_alone(gcnet):
     keys = {k: v.numpy().copy() for k, v in gcnet.state_dict().items()}
-    assert engine_name(inference_forward(gcnet)) == "predictor"
-    assert engine_name(inference_forward(gcnet, "dygraph")) == "dygraph"
+    assert backend_name(inference_forward(gcnet)) == "predictor"
+    assert backend_name(inference_forward(gcnet, "dygraph")) == "dygraph"
     assert all(np.array_equal(keys[k], v.numpy()) for k, v in gcnet.state_dict().items())
 
 
@@ -68,16 +68,16 @@ def test_predictor_runs_on_the_device_paddle_computes_on(gcnet, monkeypatch, dev
 
     monkeypatch.setattr(predictor, "create_predictor", record_options)
     monkeypatch.setattr(paddle, "get_device", lambda: device)
-    assert engine_name(inference_forward(gcnet, "predictor")) == "predictor"
+    assert backend_name(inference_forward(gcnet, "predictor")) == "predictor"
     options = created_with[-1]  # create_predictor's defaults where not given
     assert (options.get("use_gpu", False), options.get("gpu_id", 0)) == (use_gpu, gpu_id)
-    assert engine_name(inference_forward(gcnet)) == ("dygraph" if use_gpu else "predictor")
+    assert backend_name(inference_forward(gcnet)) == ("dygraph" if use_gpu else "predictor")
 
 
 def test_auto_falls_back_to_dygraph_when_the_predictor_cannot_run(capsys):
     model = HostRoundTripNet()
     model.eval()
-    assert engine_name(inference_forward(model)) == "dygraph"
+    assert backend_name(inference_forward(model)) == "dygraph"
     assert "evaluating with dygraph" in capsys.readouterr().err
     with pytest.raises(GcsegError, match="Paddle Inference"):
         inference_forward(model, "predictor")
@@ -104,8 +104,8 @@ def test_a_failed_export_does_not_break_the_next_one(gcnet, monkeypatch):
 
 def test_evaluate_gives_the_same_metrics_with_both_engines(gcnet):
     dataset = TinyDataset(num_images=3)  # odd sizes, padding and resize in trans_info
-    results = {engine: evaluate(gcnet, dataset, engine=engine, print_detail=False)
-               for engine in ("predictor", "dygraph")}
+    results = {backend: evaluate(gcnet, dataset, backend=backend, print_detail=False)
+               for backend in ("predictor", "dygraph")}
     assert results["predictor"]["engine"] == "predictor"
     assert results["dygraph"]["engine"] == "dygraph"
     np.testing.assert_array_equal(results["predictor"]["confusion_matrix"],

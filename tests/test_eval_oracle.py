@@ -6,7 +6,7 @@ import numpy as np
 import paddle
 import pytest
 
-from gcseg.engine.forward import engine_name, inference_forward, max_relative_difference
+from gcseg.engine.forward import backend_name, inference_forward, max_relative_difference
 from gcseg.engine.inference import InferenceSettings, infer_logits
 from gcseg.models import GCNet, ResNet18_vd
 from test_fold_bn import _randomise_batchnorm_statistics
@@ -44,7 +44,7 @@ def image():
 @pytest.fixture(scope="module")
 def evaluation_forward(gcnet_and_twin):
     forward = inference_forward(gcnet_and_twin[0])
-    assert engine_name(forward) == "predictor"  # what evaluate() picks on a CPU
+    assert backend_name(forward) == "predictor"  # what evaluate() picks on a CPU
     return forward
 
 

@@ -16,7 +16,7 @@ import paddle
 from tqdm import tqdm
 
 from gcseg.engine.distributed import is_main_process, shard_indices
-from gcseg.engine.forward import engine_name, inference_forward
+from gcseg.engine.forward import backend_name, inference_forward
 from gcseg.engine.inference import Forward, InferenceSettings, infer_logits
 from gcseg.engine.metrics import ConfusionMatrix
 from gcseg.errors import DataError
@@ -66,27 +66,28 @@ def _update(matrix: ConfusionMatrix, model: Forward, item: dict,
 
 
 def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset,
-             settings: Optional[InferenceSettings] = None, *, engine: str = "auto",
+             settings: Optional[InferenceSettings] = None, *, backend: str = "auto",
              num_workers: int = 0, print_detail: bool = True, save_dir: Optional[str] = None,
              config_path: Optional[str] = None, model_path: Optional[str] = None) -> Dict:
     """Evaluate ``model`` on ``dataset`` (batch 1) with ``settings`` (default: whole-image
     fp32); returns the metrics of :func:`gcseg.engine.metrics.metrics_from_confusion` plus
-    ``num_images``, ``class_names``, the paths, the inference settings and the ``engine`` used
-    (:func:`gcseg.engine.forward.inference_forward`: ``auto``, ``predictor`` or ``dygraph``).
+    ``num_images``, ``class_names``, the paths, the inference settings and, under ``engine``, the
+    forward backend used (:func:`gcseg.engine.forward.inference_forward`: ``auto``,
+    ``predictor`` or ``dygraph``).
     Restores the model's train mode afterwards."""
     settings = settings or InferenceSettings()
     matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
     loader = shard_loader(dataset, num_workers)
     show = print_detail and is_main_process()
     with eval_mode(model):
-        forward = inference_forward(model, engine, settings.precision)
+        forward = inference_forward(model, backend, settings.precision)
         for item in tqdm(loader, desc="eval", unit="img", disable=not show, dynamic_ncols=True):
             _update(matrix, forward, item, settings)
     matrix.all_reduce()
     results = matrix.compute()
     results.update(num_images=len(dataset), class_names=class_names_of(dataset),
                    config_path=config_path, model_path=model_path,
-                   inference=dataclasses.asdict(settings), engine=engine_name(forward))
+                   inference=dataclasses.asdict(settings), engine=backend_name(forward))
     if show:
         print(format_class_table(results))
         print(summary_line(results))

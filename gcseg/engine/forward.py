@@ -1,12 +1,13 @@
-"""The fastest correct way to run a model's forward pass for evaluation.
+"""The fastest correct way to run a model's forward pass for evaluation: the forward backend.
 
-``engine="predictor"`` exports the BN-folded model to a temporary directory and runs it with
+``backend="predictor"`` exports the BN-folded model to a temporary directory and runs it with
 Paddle Inference (oneDNN conv+bias+ReLU fusion, all cores): on this project's 2-core machine
 GCNet-R50 at 512x256 takes 0.36x of PaddleSeg's dygraph forward time (BENCHMARKS.md).
-``engine="dygraph"`` runs the BN-folded dygraph copy. ``engine="auto"`` picks the predictor on
+``backend="dygraph"`` runs the BN-folded dygraph copy. ``backend="auto"`` picks the predictor on
 a CPU when it can be built and agrees with the dygraph model on a probe input, else dygraph
 (e.g. on Paddle 2.6, whose dygraph-to-static translation of the model fails), with one line
-saying why. The model passed in is never modified; both engines are snapshots of its weights.
+saying why. The model passed in is never modified; both backends are snapshots of its weights.
+On the command line the choice is ``--engine``; ``eval_results.json`` records it as ``engine``.
 """
 import os
 import sys
@@ -21,7 +22,7 @@ from gcseg.deploy.fold_bn import fold_batchnorm
 from gcseg.engine.inference import Forward
 from gcseg.errors import GcsegError, UsageError
 
-ENGINES = ("auto", "predictor", "dygraph")
+BACKENDS = ("auto", "predictor", "dygraph")
 PROBE_SHAPE = (1, 3, 64, 96)
 RELATIVE_TOLERANCE = 1e-4
 # oneDNN keeps compiled kernels per input shape; bound them for datasets of varying sizes.
@@ -93,24 +94,25 @@ def _on_cpu() -> bool:
     return paddle.get_device().startswith("cpu")
 
 
-def inference_forward(model: nn.Layer, engine: str = "auto",
+def inference_forward(model: nn.Layer, backend: str = "auto",
                       precision: str = "fp32") -> Forward:
     """The forward function evaluation should call for ``model`` (see the module docstring).
     Mixed precision (``precision != "fp32"``) autocasts dygraph, so it always uses dygraph."""
-    if engine not in ENGINES:
-        raise UsageError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if backend not in BACKENDS:
+        raise UsageError(f"backend (--engine) must be one of {', '.join(BACKENDS)}, "
+                         f"got {backend!r}")
     model = getattr(model, "_layers", model)  # the layer inside a paddle.DataParallel
-    if engine == "dygraph" or (engine == "auto" and (precision != "fp32" or not _on_cpu())):
+    if backend == "dygraph" or (backend == "auto" and (precision != "fp32" or not _on_cpu())):
         return fold_batchnorm(model)
     try:
         return compile_for_inference(model)
     except GcsegError as error:
-        if engine == "predictor":
+        if backend == "predictor":
             raise
         print(f"gcseg: evaluating with dygraph ({error})", file=sys.stderr)
         return fold_batchnorm(model)
 
 
-def engine_name(forward: Forward) -> str:
-    """``"predictor"`` or ``"dygraph"``: which engine :func:`inference_forward` returned."""
+def backend_name(forward: Forward) -> str:
+    """``"predictor"`` or ``"dygraph"``: which backend :func:`inference_forward` returned."""
     return "predictor" if isinstance(forward, PredictorModel) else "dygraph"

@@ -116,8 +116,9 @@ class InferenceSettings:
         return paddle.amp.auto_cast(dtype=AUTOCAST_DTYPES[self.precision], level="O1")
 
 
-def resize(x: paddle.Tensor, size: Sequence[int]) -> paddle.Tensor:
-    """Bilinear resize of ``[N, C, H, W]`` to ``size = (h, w)``; identity when already there."""
+def resize_bilinear(x: paddle.Tensor, size: Sequence[int]) -> paddle.Tensor:
+    """Bilinear resize of ``[N, C, H, W]`` to ``size = (h, w)``; identity when already there.
+    (Models resize through :func:`gcseg.models.layers.resize`, which export can swap.)"""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=list(size), mode="bilinear", align_corners=False)
@@ -132,7 +133,7 @@ def reverse_transform(logits: paddle.Tensor, trans_info: Sequence) -> paddle.Ten
     """Map logits back to the label's resolution by undoing ``trans_info`` in reverse order."""
     for op, (height, width) in reversed(list(trans_info)):
         if op == "resize":
-            logits = resize(logits, (height, width))
+            logits = resize_bilinear(logits, (height, width))
         elif op == "padding":
             logits = logits[:, :, :height, :width]
         else:
@@ -246,11 +247,12 @@ def _scale_sum(model: Forward, image: paddle.Tensor, scale: float, flips: List[F
     1024x2048 image at scale 1.75 would be 25M pixels in one batch.
     """
     height, width = image.shape[-2:]
-    scaled = resize(image, (int(height * scale + 0.5), int(width * scale + 0.5)))
+    scaled = resize_bilinear(image, (int(height * scale + 0.5), int(width * scale + 0.5)))
     per_forward = _items_per_forward(_pixels_per_view(*scaled.shape[-2:], settings))
     total = None
     for group in _chunks(flips, per_forward):
-        logits = resize(_flipped_views_logits(model, scaled, group, settings), (height, width))
+        logits = resize_bilinear(_flipped_views_logits(model, scaled, group, settings),
+                                 (height, width))
         views = output(logits).sum(axis=0, keepdim=True)  # [1, K, H, W] or [1, K, h, w]
         total = views if total is None else total + views
     return total

@@ -240,7 +240,7 @@ class EvalHook(Hook):
 
 
 # ----------------------------------------------------------------------------- the loop
-def check_datasets(cfg: Any, do_eval: bool) -> None:
+def quick_check_datasets(cfg: Any, do_eval: bool) -> None:
     """Cheap checks before the first step: the constructors have found every listed file, and
     :func:`~gcseg.data.check.quick_check` reads the first sample of each dataset used."""
     datasets = [cfg.train_dataset]
@@ -266,7 +266,7 @@ class Trainer:
         self.rank, self.world_size = get_rank(), get_world_size()
         self.seed = DEFAULT_SEED if settings.seed is None else settings.seed
         seed_everything(self.seed)
-        check_datasets(cfg, settings.do_eval)
+        quick_check_datasets(cfg, settings.do_eval)
         self.precision = Precision(settings.precision, settings.amp_level)
         model, self.optimizer = self.precision.decorate(sync_batch_norm(cfg.model), cfg.optimizer)
         self.model, self.lr_scheduler, self.loss_cfg = model, cfg.lr_scheduler, cfg.loss
