@@ -3,6 +3,9 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 ROOT = Path(__file__).parent
+# gcseg/commands/<name>.py runs as gcseg-<name> (underscores as dashes) and scripts/<name>.py
+COMMANDS = ("train", "val", "predict", "export", "infer", "check_dataset", "convert_weights",
+            "make_quickstart_data", "prepare_cityscapes", "prepare_voc")
 
 
 def requirements(name: str) -> list:
@@ -21,5 +24,7 @@ setup(
     python_requires=">=3.9",
     install_requires=requirements("requirements.txt"),
     extras_require={"test": requirements("requirements-test.txt")},
+    entry_points={"console_scripts": [
+        f"gcseg-{name.replace('_', '-')} = gcseg.commands.{name}:run" for name in COMMANDS]},
     license="Apache-2.0",
 )

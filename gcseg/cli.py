@@ -1,8 +1,8 @@
-"""Command-line plumbing shared by the scripts: flags, config loading, one-line errors.
+"""Command-line plumbing shared by the commands: flags, config loading, one-line errors.
 
-Scripts stay thin: parse flags with these helpers, then make one library call inside
-:func:`main_guard`, which turns every :class:`~gcseg.errors.GcsegError` into one line on stderr
-and exit code 2 (``--debug`` or ``GCSEG_DEBUG=1`` shows the traceback instead).
+Commands (:mod:`gcseg.commands`) stay thin: parse flags with these helpers, then make one
+library call inside :func:`main_guard`, which turns every :class:`~gcseg.errors.GcsegError` into
+one line on stderr and exit code 2 (``--debug`` or ``GCSEG_DEBUG=1`` shows the traceback instead).
 """
 import argparse
 import os
@@ -32,6 +32,14 @@ def main_guard(main: Callable[[], Optional[int]]) -> None:
         print("interrupted", file=sys.stderr)
         code = 130
     sys.exit(code)
+
+
+def run(main: Callable[[], Optional[int]]) -> None:
+    """A command's entry point: the CPU environment first (it only works before Paddle is
+    imported, see :mod:`gcseg.cpu_env`), then ``main`` under :func:`main_guard`."""
+    from gcseg import cpu_env
+    cpu_env.configure()
+    main_guard(main)
 
 
 def positive(kind: Callable[[str], Any], flag: str) -> Callable[[str], Any]:

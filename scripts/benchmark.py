@@ -12,10 +12,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gcseg import cpu_env  # noqa: E402
-
-cpu_env.configure()
-
 from gcseg import cli  # noqa: E402
 
 
@@ -61,4 +57,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    cli.main_guard(main)
+    cli.run(main)

@@ -1,47 +1,14 @@
 """Convert model weights between .pdparams and .safetensors (the direction follows the extensions).
 
-    python scripts/convert_weights.py IN OUT [--force] [--trust_pickle]
-
-A .pdparams file is a Python pickle, and unpickling can run arbitrary code. This script reads
-.pdparams with a restricted unpickler that rebuilds numpy arrays and plain containers only and
-refuses anything else, so turning a .pdparams from an untrusted source into .safetensors (which
-holds raw tensors and no code) is safe. ``--trust_pickle`` reads with ``paddle.load`` instead,
-for files you trust that the restricted reader refuses. The output is written atomically, read
-back and compared tensor by tensor with the input; OUT is never overwritten without --force.
+The ``gcseg-convert-weights`` command (gcseg/commands/convert_weights.py);
+``--help`` lists its flags.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gcseg import cpu_env  # noqa: E402
-
-cpu_env.configure()
-
-from gcseg import cli  # noqa: E402
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="a .pdparams or .safetensors file")
-    parser.add_argument("output", help="a .pdparams or .safetensors file name")
-    parser.add_argument("--force", action="store_true", help="overwrite the output")
-    parser.add_argument("--trust_pickle", action="store_true",
-                        help="read .pdparams with paddle.load (runs any code the pickle holds)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    return parser
-
-
-def main() -> int:
-    args = get_args_parser().parse_args()
-    from gcseg.models.weights import convert_weights
-    count = convert_weights(args.input, args.output, force=args.force,
-                            trust_pickle=args.trust_pickle)
-    print(f"wrote {count} tensors to {args.output} (verified against {args.input})")
-    return 0
-
+from gcseg.commands.convert_weights import run  # noqa: E402
 
 if __name__ == "__main__":
-    cli.main_guard(main)
+    run()

@@ -1,50 +1,13 @@
 """Export a trained model for Paddle Inference (static program + deploy.yml).
 
-    python scripts/export.py --config C --model_path M --save_dir D
-        [--input_shape N C H W] [--output_op argmax|softmax|none]
-
-BatchNorm is folded and resizes are built from matmuls, so the program runs under Paddle
-Inference's default CPU configuration (oneDNN on). Shapes stay dynamic unless --input_shape.
+The ``gcseg-export`` command (gcseg/commands/export.py); ``--help`` lists its flags.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gcseg import cpu_env  # noqa: E402
-
-cpu_env.configure()
-
-from gcseg import cli  # noqa: E402
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(parser)
-    parser.add_argument("--model_path", default=None, help="trained weights (.pdparams or "
-                                                           ".safetensors)")
-    parser.add_argument("--save_dir", default="output/inference_model")
-    parser.add_argument("--input_shape", nargs=4, type=int, default=None,
-                        metavar=("N", "C", "H", "W"), help="fix the input shape (default: "
-                                                           "dynamic batch, height and width)")
-    parser.add_argument("--output_op", choices=("argmax", "softmax", "none"), default="argmax")
-    return parser
-
-
-def main() -> int:
-    args = get_args_parser().parse_args()
-    from gcseg.deploy.export import export_from_config
-
-    cfg = cli.load_config(args)
-    cli.select_device(args, cfg)
-    paths = export_from_config(cfg, args.model_path, args.save_dir,
-                               input_shape=args.input_shape, output_op=args.output_op)
-    print(f"exported to {args.save_dir}: " + ", ".join(os.path.basename(p)
-                                                        for p in paths.values()))
-    return 0
-
+from gcseg.commands.export import run  # noqa: E402
 
 if __name__ == "__main__":
-    cli.main_guard(main)
+    run()

@@ -1,31 +1,14 @@
 """Generate the built-in quickstart dataset (procedural street scenes, Cityscapes layout).
 
-    python scripts/make_quickstart_data.py data/quickstart --num-train 64 --num-val 16
+The ``gcseg-make-quickstart-data`` command (gcseg/commands/make_quickstart_data.py);
+``--help`` lists its flags.
 """
-import argparse
+import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gcseg.cli import main_guard  # noqa: E402
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", nargs="?", default="data/quickstart", help="output directory")
-    parser.add_argument("--num-train", type=int, default=64)
-    parser.add_argument("--num-val", type=int, default=16)
-    parser.add_argument("--size", type=int, nargs=2, default=(256, 128), metavar=("W", "H"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = parser.parse_args()
-    from gcseg.data.quickstart import make_quickstart_dataset
-    root = make_quickstart_dataset(args.root, num_train=args.num_train, num_val=args.num_val,
-                                   size=tuple(args.size), seed=args.seed)
-    print(f"quickstart dataset ready in {root} (use type: Cityscapes, dataset_root: {root})")
-    return 0
-
+from gcseg.commands.make_quickstart_data import run  # noqa: E402
 
 if __name__ == "__main__":
-    main_guard(main)
+    run()

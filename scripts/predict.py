@@ -1,52 +1,13 @@
 """Predict segmentation maps for images with a trained model.
 
-    python scripts/predict.py --config C --model_path M --image_path FILE|DIR|LIST.txt
-        --save_dir D [--aug_eval --flip_horizontal ...] [--is_slide --crop_size W H --stride W H]
-
-Writes D/pseudo_color_prediction/ (palette PNGs of class ids) and D/added_prediction/
-(overlays). Images that cannot be read are reported and skipped; the exit code is then 1.
-Only the config's val_dataset transforms and type are used: the dataset need not be on disk.
-A .txt list holds one image per line (the first field), relative to the list's folder; outputs
-keep each image's path below the deepest folder holding them all (same names do not collide).
+The ``gcseg-predict`` command (gcseg/commands/predict.py); ``--help`` lists its flags.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gcseg import cpu_env  # noqa: E402
-
-cpu_env.configure()
-
-from gcseg import cli  # noqa: E402
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(parser)
-    parser.add_argument("--model_path", required=True, help="trained weights")
-    parser.add_argument("--image_path", required=True,
-                        help="an image, a directory of images, or a .txt list of image paths "
-                             "(relative to the list's folder)")
-    parser.add_argument("--save_dir", default="output/result")
-    cli.add_inference_args(parser)
-    return parser
-
-
-def main() -> int:
-    args = get_args_parser().parse_args()
-    from gcseg.engine.predict import predict_from_config
-
-    cfg = cli.load_config(args, load_pretrained=False)
-    cli.select_device(args, cfg)
-    total, failed = predict_from_config(cfg, args.model_path, args.image_path, args.save_dir,
-                                        cli.inference_settings(args, cfg))
-    print(f"predicted {total - len(failed)}/{total} images into {args.save_dir}"
-          + (f"; {len(failed)} skipped" if failed else ""))
-    return 1 if failed else 0
-
+from gcseg.commands.predict import run  # noqa: E402
 
 if __name__ == "__main__":
-    cli.main_guard(main)
+    run()

@@ -1,29 +1,13 @@
-"""Make PASCAL VOC 2012 "trainaug": SBD masks as VOC2012/SegmentationClassAug/*.png plus
-VOC2012/ImageSets/Segmentation/aug.txt, the layout PaddleSeg's PascalVOC(mode=trainaug) reads.
-Needs scipy to read SBD's .mat files.
+"""Make PASCAL VOC 2012 "trainaug" from SBD masks (PaddleSeg's PascalVOC trainaug layout).
 
-    python scripts/prepare_voc.py data/VOCdevkit data/benchmark_RELEASE
+The ``gcseg-prepare-voc`` command (gcseg/commands/prepare_voc.py); ``--help`` lists its flags.
 """
-import argparse
+import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gcseg.cli import main_guard  # noqa: E402
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("voc_root", help="VOCdevkit directory (holding VOC2012/)")
-    parser.add_argument("sbd_root", help="SBD benchmark_RELEASE directory (holding dataset/cls)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = parser.parse_args()
-    from gcseg.data.prepare import prepare_voc_aug
-    count = prepare_voc_aug(args.voc_root, args.sbd_root)
-    print(f"aug.txt lists {count} SBD images; trainaug = train.txt + aug.txt")
-    return 0
-
+from gcseg.commands.prepare_voc import run  # noqa: E402
 
 if __name__ == "__main__":
-    main_guard(main)
+    run()

@@ -1,0 +1,50 @@
+"""Evaluate a trained model on the config's val_dataset.
+
+    python scripts/val.py --config C --model_path M [--save_dir D] [--aug_eval --scales 0.75 1.0
+        --flip_horizontal] [--is_slide --crop_size W H --stride W H]
+    python -m paddle.distributed.launch --nproc_per_node K scripts/val.py ...   # sharded
+"""
+import argparse
+
+from gcseg import cli
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_common_args(parser)
+    parser.add_argument("--model_path", required=True, help="trained weights (.pdparams or "
+                                                            ".safetensors)")
+    parser.add_argument("--save_dir", default=None,
+                        help="write eval_results.json and confusion_matrix.png here")
+    parser.add_argument("--num_workers", type=int, default=None,
+                        help="data loading processes (default: the config's global.num_workers)")
+    parser.add_argument("--engine", choices=("auto", "predictor", "dygraph"), default="auto",
+                        help="forward pass: Paddle Inference predictor (oneDNN, faster on CPU), "
+                             "dygraph, or auto (predictor on CPU when it matches dygraph)")
+    cli.add_inference_args(parser)
+    return parser
+
+
+def main() -> int:
+    args = get_args_parser().parse_args()
+    from gcseg.engine.distributed import init_distributed
+    from gcseg.engine.evaluator import evaluate
+    from gcseg.models.weights import load_weights
+
+    cfg = cli.load_config(args, load_pretrained=False)
+    cli.select_device(args, cfg)
+    init_distributed()
+    model = cfg.model
+    load_weights(model, args.model_path)
+    evaluate(model, cfg.val_dataset, cli.inference_settings(args, cfg), backend=args.engine,
+             save_dir=args.save_dir,
+             num_workers=cfg.runtime("global")["num_workers"] if args.num_workers is None
+             else args.num_workers,
+             config_path=str(cfg.path), model_path=args.model_path)
+    return 0
+
+
+def run() -> None:
+    """Entry point of gcseg-val and scripts/val.py."""
+    cli.run(main)
