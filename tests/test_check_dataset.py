@@ -14,8 +14,8 @@ from gcseg.config import Config
 from gcseg.data.check import check_config, check_dataset, quick_check
 from gcseg.data.datasets import Cityscapes, Dataset
 from gcseg.errors import DataError
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "check_dataset.py"
 NUM_CLASSES = 3
 

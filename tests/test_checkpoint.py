@@ -6,7 +6,6 @@ import pickle
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import paddle
@@ -14,9 +13,7 @@ import pytest
 
 from gcseg.engine.checkpoint import Checkpointer
 from gcseg.errors import CheckpointError, TrainingError
-from test_trainer import write_tiny_config
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, write_tiny_config
 
 
 def make_parts(seed: int = 0):

@@ -12,11 +12,11 @@ import pytest
 from gcseg.config import Config
 from gcseg.engine.checkpoint import Checkpointer
 from gcseg.models import GCNet, ResNet18_vd, load_state_dict_file, save_weights
-from test_cli_errors import assert_one_line_error, config, run  # noqa: F401 (fixture)
+from conftest import assert_one_line_error, run_script
 
 
 @pytest.fixture(scope="module")
-def weights(config, tmp_path_factory) -> Path:  # noqa: F811
+def weights(config, tmp_path_factory) -> Path:
     """good.pdparams for the config's model, and a checkpoint directory iter_1."""
     root = tmp_path_factory.mktemp("weights")
     cfg = Config(config)
@@ -31,58 +31,58 @@ def truncated_copy(source: Path, target: Path) -> Path:
     return target
 
 
-def val(config, model_path):  # noqa: F811
-    return run("val.py", "--config", config, "--model_path", model_path)
+def val(config, model_path):
+    return run_script("val.py", "--config", config, "--model_path", model_path)
 
 
-def test_missing_weights(config, tmp_path):  # noqa: F811
+def test_missing_weights(config, tmp_path):
     missing = tmp_path / "nope.pdparams"
     line = assert_one_line_error(val(config, missing), f"weights file not found: {missing}")
     assert "pretrained" not in line  # a trained checkpoint is not pretrained weights
 
 
-def test_a_checkpoint_directory_names_its_weights_file(config, weights):  # noqa: F811
+def test_a_checkpoint_directory_names_its_weights_file(config, weights):
     checkpoint = weights / "iter_1"
     assert_one_line_error(val(config, checkpoint),
                           f"{checkpoint} is a directory; pass {checkpoint / 'model.pdparams'}")
 
 
-def test_truncated_weights(config, weights, tmp_path):  # noqa: F811
+def test_truncated_weights(config, weights, tmp_path):
     cut = truncated_copy(weights / "good.pdparams", tmp_path / "cut.pdparams")
     assert_one_line_error(val(config, cut), cut, "truncated or corrupt")
 
 
-def test_corrupt_safetensors(config, tmp_path):  # noqa: F811
+def test_corrupt_safetensors(config, tmp_path):
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
     assert_one_line_error(val(config, junk), junk, "truncated or corrupt")
 
 
-def test_wrong_architecture_names_the_key_and_shapes(config, tmp_path):  # noqa: F811
+def test_wrong_architecture_names_the_key_and_shapes(config, tmp_path):
     other = tmp_path / "gc8.pdparams"
     save_weights(GCNet(19, ResNet18_vd(output_stride=8), gc_channels=8), str(other))
     assert_one_line_error(val(config, other), other, "head.conv_bn_relu1._conv.weight",
                           "checkpoint [8,512,3,3] vs model [16,512,3,3]")
 
 
-def test_wrong_number_of_classes(config, tmp_path):  # noqa: F811
+def test_wrong_number_of_classes(config, tmp_path):
     other = tmp_path / "five.pdparams"
     save_weights(GCNet(5, ResNet18_vd(output_stride=8), gc_channels=16), str(other))
     assert_one_line_error(val(config, other), other, "head.", "[5,",
                           "different number of classes")
 
 
-def resume(config, checkpoint, save_dir):  # noqa: F811
-    return run("train.py", "--config", config, "--resume_model", checkpoint, "--save_dir",
+def resume(config, checkpoint, save_dir):
+    return run_script("train.py", "--config", config, "--resume_model", checkpoint, "--save_dir",
                save_dir, "--iters", "2")
 
 
-def test_resume_from_a_missing_directory(config, tmp_path):  # noqa: F811
+def test_resume_from_a_missing_directory(config, tmp_path):
     missing = tmp_path / "iter_7"
     assert_one_line_error(resume(config, missing, tmp_path), missing, "not a checkpoint")
 
 
-def test_resume_from_a_directory_without_model_weights(config, weights, tmp_path):  # noqa: F811
+def test_resume_from_a_directory_without_model_weights(config, weights, tmp_path):
     checkpoint = tmp_path / "iter_1"
     shutil.copytree(weights / "iter_1", checkpoint)
     (checkpoint / "model.pdparams").unlink()
@@ -93,7 +93,7 @@ def test_resume_from_a_directory_without_model_weights(config, weights, tmp_path
 
 @pytest.mark.parametrize("damaged, expected", [("model.pdopt", "cannot restore the optimizer"),
                                                ("train_state.pkl", "cannot read training state")])
-def test_resume_from_a_damaged_checkpoint(config, weights, tmp_path, damaged,  # noqa: F811
+def test_resume_from_a_damaged_checkpoint(config, weights, tmp_path, damaged,
                                           expected):
     checkpoint = tmp_path / "iter_1"
     shutil.copytree(weights / "iter_1", checkpoint)
@@ -104,7 +104,7 @@ def test_resume_from_a_damaged_checkpoint(config, weights, tmp_path, damaged,  #
 
 # ----------------------------------------------------------------------------- convert_weights
 def convert(*args):
-    return run("convert_weights.py", *args)
+    return run_script("convert_weights.py", *args)
 
 
 def test_convert_weights_both_ways_keeps_every_tensor(weights, tmp_path):

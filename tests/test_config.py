@@ -18,8 +18,8 @@ from gcseg.config import Config, load_yaml_with_bases
 from gcseg.errors import ConfigError
 from gcseg.models.gcnet import GCNet
 from gcseg.registry import OPTIMIZERS
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PADDLESEG_CONFIGS = Path(__file__).parent / "fixtures" / "paddleseg_configs" / "configs"
 
 

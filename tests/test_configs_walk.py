@@ -12,8 +12,8 @@ import pytest
 import datagen
 from gcseg.config import Config
 from gcseg.losses import combine
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
 CONFIGS = sorted(p for p in CONFIG_DIR.rglob("*.yml") if "_base_" not in p.parts)
 ROW_CONFIGS = [p for p in CONFIGS if p.parent == CONFIG_DIR]

@@ -4,13 +4,12 @@ import os
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from gcseg import cpu_env
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 # Allocates, fills and frees a 64 MiB block 20 times with the C library's malloc (above glibc's
 # largest automatic mmap threshold, 32 MiB, so untuned every block is a fresh mapping) and

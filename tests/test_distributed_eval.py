@@ -3,44 +3,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import paddle
 
 from gcseg.config import Config
-from gcseg.data.quickstart import make_quickstart_dataset
 from gcseg.engine.evaluator import evaluate
-from gcseg.models.weights import load_weights, save_weights
-
-ROOT = Path(__file__).resolve().parents[1]
-
-CONFIG = """
-model:
-  type: GCNet
-  backbone: {{type: ResNet18_vd, output_stride: 8}}
-  gc_channels: 16
-  enable_auxiliary_loss: False
-val_dataset:
-  type: Cityscapes
-  dataset_root: {root}
-  mode: val
-  transforms:
-    - {{type: Resize, target_size: [48, 32]}}
-    - {{type: Normalize}}
-"""
-
-
-def write_run(tmp_path: Path, num_val: int = 3):
-    """A tiny Cityscapes-layout dataset (odd image size), a config and random weights."""
-    data_root = make_quickstart_dataset(tmp_path / "data", num_train=1, num_val=num_val,
-                                        size=(61, 37))
-    config_path = tmp_path / "gcnet_tiny.yml"
-    config_path.write_text(CONFIG.format(root=data_root))
-    paddle.seed(0)
-    model_path = tmp_path / "model.pdparams"
-    save_weights(Config(config_path).model, str(model_path))
-    return config_path, model_path
+from gcseg.models.weights import load_weights
+from conftest import ROOT, write_run
 
 
 def test_two_process_evaluation_equals_single_process(tmp_path):

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def break_rank1(fault: str) -> None:
     """Rank 1 alone gets a NaN loss at iteration 2 (``nan``) or SIGTERM after step 1
@@ -67,8 +65,9 @@ def worker(config_path: str, save_dir: str, out_dir: str, fault: str = "none") -
 
 
 def launch(tmp_path: Path, fault: str = "none") -> tuple:
-    """Run 2 worker processes; returns (return code, the two worker logs, save_dir, out_dir)."""
-    from test_trainer import write_tiny_config
+    """Run 2 worker processes; returns (return code, the two worker logs, save_dir, out_dir).
+    (The helpers are imported here, not at the top: the workers run this file and need none.)"""
+    from conftest import ROOT, write_tiny_config
     config_path = write_tiny_config(tmp_path, num_train=4)
     save_dir, out_dir = tmp_path / "out", tmp_path / "weights"
     out_dir.mkdir()

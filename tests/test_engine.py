@@ -5,12 +5,11 @@ import paddle
 import pytest
 
 from gcseg.engine.evaluator import evaluate
-from gcseg.engine.forward import (compile_for_inference, backend_name, inference_forward,
-                                 max_relative_difference)
+from gcseg.engine.forward import (backend_name, compile_for_inference, inference_forward,
+                                  max_relative_difference)
 from gcseg.errors import GcsegError, UsageError
 from gcseg.models import GCNet, ResNet18_vd
-from test_evaluator import TinyDataset
-from test_fold_bn import _randomise_batchnorm_statistics
+from conftest import TinyDataset, randomise_batchnorm_statistics
 
 
 class HostRoundTripNet(paddle.nn.Layer):
@@ -29,7 +28,7 @@ class HostRoundTripNet(paddle.nn.Layer):
 def gcnet():
     paddle.seed(0)
     model = GCNet(5, ResNet18_vd(output_stride=8), gc_channels=32)
-    _randomise_batchnorm_statistics(model)
+    randomise_batchnorm_statistics(model)
     model.eval()
     return model
 

@@ -9,11 +9,11 @@ import pytest
 from gcseg.engine.forward import backend_name, inference_forward, max_relative_difference
 from gcseg.engine.inference import InferenceSettings, infer_logits
 from gcseg.models import GCNet, ResNet18_vd
-from test_fold_bn import _randomise_batchnorm_statistics
 
 paddleseg_models = pytest.importorskip("paddleseg.models")
 from paddleseg.core import infer as oracle  # noqa: E402
 from paddleseg.models.backbones import resnet_vd as oracle_resnet  # noqa: E402
+from conftest import randomise_batchnorm_statistics
 
 NUM_CLASSES = 5
 IMAGE_SHAPE = (1, 3, 67, 101)
@@ -26,7 +26,7 @@ CROP_SIZE, STRIDE = (64, 48), (32, 24)  # (width, height): 2 x 3 windows at scal
 def gcnet_and_twin():
     paddle.seed(0)
     model = GCNet(NUM_CLASSES, ResNet18_vd(output_stride=8), gc_channels=32)
-    _randomise_batchnorm_statistics(model)
+    randomise_batchnorm_statistics(model)
     model.eval()
     twin = paddleseg_models.GCNet(NUM_CLASSES, oracle_resnet.ResNet18_vd(output_stride=8),
                                   gc_channels=32)

@@ -8,41 +8,12 @@ from paddleseg.core import infer as oracle
 
 from gcseg.engine.evaluator import evaluate
 from gcseg.engine.inference import InferenceSettings
-from test_inference import NUM_CLASSES, TinySegNet
-
-# Odd sizes; image 1 was padded 21x30 -> 24x32, image 2 resized 40x23 -> 26x17.
-SHAPES = [((19, 27), []), ((24, 32), [("padding", (21, 30))]), ((26, 17), [("resize", (40, 23))])]
-
-
-class TinyDataset(paddle.io.Dataset):
-    """Items as the dataset contract has them: normalised CHW image, label at original size."""
-
-    num_classes = NUM_CLASSES
-    ignore_index = 255
-    class_names = ["road", "car", "sky", "tree", "unused"]
-
-    def __init__(self, num_images: int = 3, seed: int = 0) -> None:
-        rng = np.random.default_rng(seed)
-        self.items = []
-        for i in range(num_images):
-            (height, width), trans_info = SHAPES[i % len(SHAPES)]
-            label_shape = trans_info[0][1] if trans_info else (height, width)
-            label = rng.integers(0, NUM_CLASSES - 1, size=label_shape)  # class 4 never in GT
-            label[rng.random(label_shape) < 0.15] = 255
-            image = rng.standard_normal((3, height, width)).astype("float32")
-            self.items.append({"img": image, "label": label.astype("int64"),
-                               "trans_info": trans_info, "img_path": f"img{i}.png"})
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, idx: int) -> dict:
-        return dict(self.items[idx])
+from conftest import TINY_NUM_CLASSES, TinyDataset, TinySegNet
 
 
 def reference_matrix(model, dataset, **aug):
     """PaddleSeg's inference for the predictions, numpy for the counting."""
-    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    matrix = np.zeros((TINY_NUM_CLASSES, TINY_NUM_CLASSES), dtype=np.int64)
     model.eval()
     for item in dataset.items:
         image = paddle.to_tensor(item["img"][None])

@@ -7,7 +7,6 @@ preprocessing; scripts/infer.py writes label PNGs.
 """
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import paddle
@@ -21,8 +20,7 @@ from gcseg.deploy.runtime import DeployedModel, create_predictor
 from gcseg.models import GCNet, ResNet18_vd
 from gcseg.models.layers import resize
 from gcseg.models.resize import deploy_resize_mode, matmul_resize
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 @pytest.mark.parametrize("align_corners", [False, True])

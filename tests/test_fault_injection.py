@@ -24,9 +24,8 @@ from gcseg.engine.checkpoint import Checkpointer
 from gcseg.engine.failures import as_training_error
 from gcseg.errors import TrainingError
 from gcseg.models.weights import load_state_dict_file
-from test_cli_errors import error_lines
+from conftest import ROOT, error_lines
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "scripts" / "train.py"
 ITERS = 6
 KILL_SEED = 2024
@@ -158,8 +157,6 @@ def test_a_non_finite_loss_stops_with_one_line_and_keeps_the_last_checkpoint(con
     last = max(iter_dirs(tmp_path))
     assert f"last checkpoint: {tmp_path / f'iter_{last}'}" in line
     assert_only_complete_or_temporary(tmp_path)
-
-
 
 
 def test_disk_full_while_saving_stops_with_one_line_and_keeps_the_last_checkpoint(config,

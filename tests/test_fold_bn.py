@@ -5,22 +5,13 @@ import paddle.nn as nn
 
 from gcseg.deploy.fold_bn import count_batchnorms, fold_batchnorm
 from gcseg.models import GCNet, ResNet18_vd
-
-
-def _randomise_batchnorm_statistics(model: nn.Layer) -> None:
-    for layer in model.sublayers():
-        if isinstance(layer, nn.BatchNorm2D):
-            channels = layer._mean.shape
-            layer._mean.set_value(paddle.randn(channels) * 0.1)
-            layer._variance.set_value(paddle.rand(channels) * 0.5 + 0.75)
-            layer.weight.set_value(paddle.rand(channels) * 0.5 + 0.75)
-            layer.bias.set_value(paddle.randn(channels) * 0.1)
+from conftest import randomise_batchnorm_statistics
 
 
 def test_folded_gcnet_equals_eval_model_and_leaves_it_untouched():
     paddle.seed(0)
     model = GCNet(5, ResNet18_vd(output_stride=8), gc_channels=32)
-    _randomise_batchnorm_statistics(model)
+    randomise_batchnorm_statistics(model)
     model.train()
     keys_before = set(model.state_dict())
     folded = fold_batchnorm(model)
@@ -41,7 +32,7 @@ def test_conv_without_bias_gets_the_folded_bias():
     from gcseg.models.layers import ConvBN
     paddle.seed(1)
     layer = ConvBN(4, 6, 3, bias=False)
-    _randomise_batchnorm_statistics(layer)
+    randomise_batchnorm_statistics(layer)
     layer.eval()
     x = paddle.randn([2, 4, 9, 7])
     folded = fold_batchnorm(layer)

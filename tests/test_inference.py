@@ -9,21 +9,7 @@ from paddleseg.core import infer as oracle
 from gcseg.engine import inference
 from gcseg.engine.inference import InferenceSettings, infer_logits, window_origins
 from gcseg.errors import UsageError
-
-NUM_CLASSES = 5
-
-
-class TinySegNet(nn.Layer):
-    """Strided conv encoder + bilinear upsampling: position-dependent, any input size."""
-
-    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
-        super().__init__()
-        self.encoder = nn.Sequential(nn.Conv2D(3, 8, 3, stride=2, padding=1), nn.ReLU(),
-                                     nn.Conv2D(8, 8, 3, stride=2, padding=1), nn.ReLU())
-        self.classifier = nn.Conv2D(8, num_classes, 1)
-
-    def forward(self, x):
-        return [F.interpolate(self.classifier(self.encoder(x)), x.shape[-2:], mode="bilinear")]
+from conftest import TINY_NUM_CLASSES, TinySegNet
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +79,7 @@ def test_probability_average_softmaxes_each_view_at_the_label_resolution(model, 
             logit = F.interpolate(logit, [45, 61], mode="bilinear")
             views.append(F.softmax(logit, axis=1))
     probs = infer_logits(model, image, settings, TRANS_INFO)
-    assert probs.shape == [1, NUM_CLASSES, 45, 61]
+    assert probs.shape == [1, TINY_NUM_CLASSES, 45, 61]
     np.testing.assert_allclose(probs.numpy(), paddle.stack(views).mean(0).numpy(), atol=1e-6)
     np.testing.assert_allclose(probs.sum(axis=1).numpy(), 1.0, atol=1e-5)
 
@@ -103,7 +89,7 @@ class MirrorSymmetricNet(nn.Layer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.classifier = nn.Conv2D(3, NUM_CLASSES, 1)
+        self.classifier = nn.Conv2D(3, TINY_NUM_CLASSES, 1)
 
     def forward(self, x):
         return [self.classifier(x)]

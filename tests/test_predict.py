@@ -2,7 +2,6 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,7 +13,7 @@ from gcseg.data.palettes import CITYSCAPES_COLORS
 from gcseg.engine.inference import InferenceSettings, infer_logits
 from gcseg.engine.predict import collect_images, output_name, predict_from_config
 from gcseg.models.weights import load_weights
-from test_distributed_eval import ROOT, write_run
+from conftest import ROOT, write_run
 
 
 def expected_prediction(config_path, model_path, image_path):

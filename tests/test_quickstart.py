@@ -1,5 +1,4 @@
 """The quickstart config learns: a short run beats the best constant prediction clearly."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,8 +6,8 @@ import pytest
 from gcseg.config import Config
 from gcseg.data.quickstart import make_quickstart_dataset
 from gcseg.engine.trainer import train
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "quickstart" / "gcnet_resnet18_os8_quickstart.yml"
 SHORT_ITERS = 40
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gcseg.engine.trainer import Hook
-from test_trainer import run_tiny, write_tiny_config
+from conftest import run_tiny, write_tiny_config
 
 ITERS = 6  # 6 samples / batch 2: the resumed half starts inside epoch 2 (batch 0)
 STOP_AT = 4  # ...and here inside epoch 2 at batch 1

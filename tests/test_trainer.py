@@ -1,82 +1,15 @@
 """The training loop: settings, log lines, learning on a tiny run, the NaN stop."""
 import logging
 import re
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 import paddle
 import pytest
 
 from gcseg.config import Config
-from gcseg.data.quickstart import make_quickstart_dataset
 from gcseg.engine.checkpoint import Checkpointer
 from gcseg.engine.trainer import Hook, StepResult, Trainer, TrainSettings, train
 from gcseg.errors import TrainingError, UsageError
-
-TINY_CONFIG = """
-batch_size: 2
-iters: 4
-model:
-  type: GCNet
-  backbone: {{type: ResNet18_vd, output_stride: 8}}
-  gc_channels: 16
-optimizer: {{type: SGD, momentum: 0.9, weight_decay: 4.0e-5}}
-lr_scheduler: {{type: PolynomialDecay, learning_rate: 0.01, end_lr: 0.0, power: 0.9,
-               warmup_iters: 1, warmup_start_lr: 0.001}}
-loss:
-  types: [{{type: CrossEntropyLoss}}]
-  coef: [1, 0.4]
-train_dataset:
-  type: Cityscapes
-  dataset_root: {root}
-  mode: train
-  transforms:
-    - {{type: ResizeStepScaling, min_scale_factor: 0.75, max_scale_factor: 1.25,
-       scale_step_size: 0.25}}
-    - {{type: RandomPaddingCrop, crop_size: [64, 32]}}
-    - {{type: RandomHorizontalFlip}}
-    - {{type: Normalize}}
-val_dataset:
-  type: Cityscapes
-  dataset_root: {root}
-  mode: val
-  transforms: [{{type: Normalize}}]
-train:
-  log_iters: 1
-  save_interval: 2
-  seed: 7
-"""
-
-
-def write_tiny_config(tmp_path: Path, num_train: int = 6) -> Path:
-    """A tiny GCNet-R18 run on 64x32 synthetic street scenes (shared by the training tests)."""
-    data_root = tmp_path / "data"
-    if not data_root.exists():
-        make_quickstart_dataset(data_root, num_train=num_train, num_val=2, size=(64, 32))
-    path = tmp_path / "tiny.yml"
-    path.write_text(TINY_CONFIG.format(root=data_root))
-    return path
-
-
-class LossRecorder(Hook):
-    """Collects every step's per-head losses by iteration."""
-
-    def __init__(self) -> None:
-        self.losses: Dict[int, List[float]] = {}
-
-    def after_step(self, trainer: Trainer, step: StepResult) -> None:
-        self.losses[trainer.iter] = step.losses
-
-
-def run_tiny(config_path: Path, save_dir: Path, opts: Optional[List[str]] = None,
-             hooks: Sequence[Hook] = (), **settings) -> Trainer:
-    """Train with a :class:`LossRecorder` (``trainer.recorder``) and ``hooks`` appended."""
-    cfg = Config(config_path, opts)
-    trainer = Trainer(cfg, TrainSettings.from_config(cfg, save_dir=str(save_dir), **settings))
-    trainer.recorder = LossRecorder()
-    trainer.hooks += [trainer.recorder, *hooks]
-    trainer.train()
-    return trainer
+from conftest import run_tiny, write_tiny_config
 
 
 def test_settings_fall_back_to_the_config_and_reject_unknown_names(tmp_path):

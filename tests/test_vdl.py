@@ -6,7 +6,7 @@ from visualdl import LogReader
 from gcseg.config import Config
 from gcseg.engine.trainer import VIS_SUBDIR, train
 from gcseg.engine.vdl import PANEL_TAG, VDL_SUBDIR
-from test_trainer import write_tiny_config
+from conftest import write_tiny_config
 
 
 def test_train_and_eval_scalars_per_class_iou_and_the_prediction_panel(tmp_path):
