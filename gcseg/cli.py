@@ -71,6 +71,14 @@ def add_common_args(parser: argparse.ArgumentParser, config_required: bool = Tru
                         help="leave OMP_NUM_THREADS / MKL_DEBUG_CPU_TYPE as they are")
 
 
+def config_parser(description: str) -> argparse.ArgumentParser:
+    """A command's parser: ``description`` shown as written, and :func:`add_common_args`."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    return parser
+
+
 def _add_switch(group: argparse._ArgumentGroup, name: str, text: str) -> None:
     """``--name`` turns an option on, ``--no_name`` off; neither leaves it None (not given)."""
     group.add_argument(f"--{name}", dest=name, action="store_true", default=None,
@@ -111,6 +119,14 @@ def load_config(args: argparse.Namespace, extra_opts: Optional[List[str]] = None
     from gcseg.config import Config
     return Config(args.config, list(args.opts or []) + list(extra_opts or []),
                   load_pretrained=load_pretrained)
+
+
+def config_on_device(args: argparse.Namespace, extra_opts: Optional[List[str]] = None,
+                     load_pretrained: bool = True):
+    """:func:`load_config`, then :func:`select_device` for it; returns the config."""
+    cfg = load_config(args, extra_opts, load_pretrained)
+    select_device(args, cfg)
+    return cfg
 
 
 def select_device(args: argparse.Namespace, cfg=None) -> str:

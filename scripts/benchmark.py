@@ -16,9 +16,7 @@ from gcseg import cli  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(parser)
+    parser = cli.config_parser(__doc__)
     parser.add_argument("--input_size", nargs=2, type=int, default=(512, 256),
                         metavar=("W", "H"))
     parser.add_argument("--vs", choices=("paddleseg",), default="paddleseg")

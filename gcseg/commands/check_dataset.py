@@ -15,9 +15,7 @@ PROBLEMS_FOUND = 1
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(parser)
+    parser = cli.config_parser(__doc__)
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
 

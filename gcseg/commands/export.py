@@ -13,9 +13,7 @@ from gcseg import cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(parser)
+    parser = cli.config_parser(__doc__)
     parser.add_argument("--model_path", default=None, help="trained weights (.pdparams or "
                                                            ".safetensors)")
     parser.add_argument("--save_dir", default="output/inference_model")
@@ -30,8 +28,7 @@ def main() -> int:
     args = get_args_parser().parse_args()
     from gcseg.deploy.export import export_from_config
 
-    cfg = cli.load_config(args)
-    cli.select_device(args, cfg)
+    cfg = cli.config_on_device(args)
     paths = export_from_config(cfg, args.model_path, args.save_dir,
                                input_shape=args.input_shape, output_op=args.output_op)
     print(f"exported to {args.save_dir}: " + ", ".join(os.path.basename(p)

@@ -15,9 +15,7 @@ from gcseg import cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(parser)
+    parser = cli.config_parser(__doc__)
     parser.add_argument("--model_path", required=True, help="trained weights")
     parser.add_argument("--image_path", required=True,
                         help="an image, a directory of images, or a .txt list of image paths "
@@ -31,8 +29,7 @@ def main() -> int:
     args = get_args_parser().parse_args()
     from gcseg.engine.predict import predict_from_config
 
-    cfg = cli.load_config(args, load_pretrained=False)
-    cli.select_device(args, cfg)
+    cfg = cli.config_on_device(args, load_pretrained=False)
     total, failed = predict_from_config(cfg, args.model_path, args.image_path, args.save_dir,
                                         cli.inference_settings(args, cfg))
     print(f"predicted {total - len(failed)}/{total} images into {args.save_dir}"

@@ -14,9 +14,7 @@ from gcseg import cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(parser)
+    parser = cli.config_parser(__doc__)
     parser.add_argument("--iters", type=cli.positive(int, "--iters"), default=None,
                         help="overrides the config's iters")
     parser.add_argument("--batch_size", type=cli.positive(int, "--batch_size"), default=None,
@@ -67,8 +65,7 @@ def main() -> int:
     from gcseg.engine.distributed import init_distributed
     from gcseg.engine.trainer import TrainSettings, train
 
-    cfg = cli.load_config(args, config_overrides(args))
-    cli.select_device(args, cfg)
+    cfg = cli.config_on_device(args, config_overrides(args))
     init_distributed()
     names = [field for field in TrainSettings.__dataclass_fields__]
     train(cfg, **{name: getattr(args, name) for name in names})

@@ -10,9 +10,7 @@ from gcseg import cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(parser)
+    parser = cli.config_parser(__doc__)
     parser.add_argument("--model_path", required=True, help="trained weights (.pdparams or "
                                                             ".safetensors)")
     parser.add_argument("--save_dir", default=None,
@@ -28,20 +26,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = get_args_parser().parse_args()
-    from gcseg.engine.distributed import init_distributed
-    from gcseg.engine.evaluator import evaluate
-    from gcseg.models.weights import load_weights
+    from gcseg.engine.evaluator import evaluate_from_config
 
-    cfg = cli.load_config(args, load_pretrained=False)
-    cli.select_device(args, cfg)
-    init_distributed()
-    model = cfg.model
-    load_weights(model, args.model_path)
-    evaluate(model, cfg.val_dataset, cli.inference_settings(args, cfg), backend=args.engine,
-             save_dir=args.save_dir,
-             num_workers=cfg.runtime("global")["num_workers"] if args.num_workers is None
-             else args.num_workers,
-             config_path=str(cfg.path), model_path=args.model_path)
+    cfg = cli.config_on_device(args, load_pretrained=False)
+    evaluate_from_config(cfg, args.model_path, cli.inference_settings(args, cfg),
+                         backend=args.engine, save_dir=args.save_dir,
+                         num_workers=args.num_workers)
     return 0
 
 

@@ -9,17 +9,18 @@ import dataclasses
 import json
 import math
 import os
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import paddle
 from tqdm import tqdm
 
-from gcseg.engine.distributed import is_main_process, shard_indices
+from gcseg.engine.distributed import init_distributed, is_main_process, shard_indices
 from gcseg.engine.forward import backend_name, inference_forward
 from gcseg.engine.inference import Forward, InferenceSettings, infer_logits
 from gcseg.engine.metrics import ConfusionMatrix
 from gcseg.errors import DataError
+from gcseg.models.weights import load_weights
 
 RESULTS_FILE = "eval_results.json"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -94,6 +95,20 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset,
     if save_dir and is_main_process():
         save_results(results, save_dir)
     return results
+
+
+def evaluate_from_config(cfg: Any, model_path: str, settings: Optional[InferenceSettings] = None,
+                         *, backend: str = "auto", save_dir: Optional[str] = None,
+                         num_workers: Optional[int] = None) -> Dict:
+    """:func:`evaluate` ``cfg.model`` loaded from ``model_path`` on ``cfg.val_dataset``; under
+    ``paddle.distributed.launch`` each process takes its shard. ``num_workers`` None: the
+    config's ``global.num_workers``."""
+    init_distributed()
+    model = cfg.model
+    load_weights(model, model_path)
+    workers = cfg.runtime("global")["num_workers"] if num_workers is None else num_workers
+    return evaluate(model, cfg.val_dataset, settings, backend=backend, num_workers=workers,
+                    save_dir=save_dir, config_path=str(cfg.path), model_path=model_path)
 
 
 def class_names_of(dataset) -> List[str]:
