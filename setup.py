@@ -20,6 +20,7 @@ setup(
     packages=find_packages(include=["gcseg", "gcseg.*"]),
     python_requires=">=3.9",
     install_requires=requirements("requirements.txt"),
-    extras_require={"test": requirements("requirements-test.txt")},
+    extras_require={"cpu": requirements("requirements-cpu.txt"),
+                    "test": requirements("requirements-test.txt")},
     license="Apache-2.0",
 )

@@ -10,6 +10,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from gcseg.errors import GcsegError, UsageError
+from gcseg.paddle_install import check_paddle
 
 DEBUG_ENV = "GCSEG_DEBUG"
 
@@ -19,9 +20,15 @@ def debug_requested(argv: Optional[List[str]] = None) -> bool:
     return "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def main_guard(main: Callable[[], Optional[int]]) -> None:
-    """Run a script's ``main`` and exit: 0, its own code, 2 on a user error, 130 on Ctrl-C."""
+def main_guard(main: Callable[[], Optional[int]], needs_paddle: bool = True) -> None:
+    """Run a script's ``main`` and exit: 0, its own code, 2 on a user error, 130 on Ctrl-C.
+
+    A script that ``needs_paddle`` first checks the installed Paddle: none or two builds stop it
+    with one line saying how to install or repair, an untested version is named in one line."""
     try:
+        if needs_paddle:
+            for line in check_paddle():
+                print(f"warning: {line}", file=sys.stderr)
         code = main() or 0
     except GcsegError as error:
         if debug_requested():

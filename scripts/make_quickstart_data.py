@@ -28,4 +28,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    main_guard(main)
+    main_guard(main, needs_paddle=False)

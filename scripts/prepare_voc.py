@@ -26,4 +26,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    main_guard(main)
+    main_guard(main, needs_paddle=False)

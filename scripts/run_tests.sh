@@ -16,7 +16,7 @@ make_venv() {  # make_venv DIR
 
 echo "== installing Paddle 3 environment (.venv)"
 make_venv .venv
-.venv/bin/pip install "${PIP_FLAGS[@]}" -r requirements.txt -r requirements-test.txt
+.venv/bin/pip install "${PIP_FLAGS[@]}" -r requirements-cpu.txt -r requirements.txt -r requirements-test.txt
 .venv/bin/pip install "${PIP_FLAGS[@]}" --no-deps -e .
 # The PaddleSeg oracle: --no-deps (its pins break numpy 2); the few modules it imports.
 .venv/bin/pip install "${PIP_FLAGS[@]}" --no-deps paddleseg==2.8.0
@@ -30,7 +30,7 @@ if [ "${GCSEG_SKIP_PADDLE26:-0}" = "0" ]; then
   make_venv .venv-paddle26
   .venv-paddle26/bin/pip install "${PIP_FLAGS[@]}" "paddlepaddle==2.6.2" "numpy<2" \
     "opencv-python-headless<4.11" Pillow pyyaml tqdm visualdl safetensors pytest hypothesis \
-    "scipy<1.14" "scikit-learn<1.6" filelock prettytable matplotlib cityscapesscripts
+    setuptools wheel "scipy<1.14" "scikit-learn<1.6" filelock prettytable matplotlib cityscapesscripts
   .venv-paddle26/bin/pip install "${PIP_FLAGS[@]}" --no-deps -e . paddleseg==2.8.0
   echo "== Paddle 2.6.2: the suite but its slow end-to-end quickstart run"
   .venv-paddle26/bin/python -m pytest -q -p no:cacheprovider -m "not paddle3_only and not slow" \
