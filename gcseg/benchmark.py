@@ -32,7 +32,7 @@ TTA_SCALES = (0.75, 1.0, 1.25)
 class Row:
     name: str
     unit: str
-    gcseg: float
+    gcseg: Optional[float]
     paddleseg: Optional[float]
 
     @property
@@ -245,22 +245,33 @@ def metric_rows(shape, num_classes: int, repeats: int, eval_seconds: float) -> L
                 100 * times["paddleseg"] / eval_seconds)]
 
 
-def deploy_rows(forward, model, image, repeats: int, work_dir: str) -> List[Row]:
-    """Paddle Inference in bf16 (oneDNN, same threads) against the fp32 engine ``forward``."""
+BF16_ROW = "Paddle Inference oneDNN bf16 forward (vs gcseg fp32 engine)"
+
+
+def deploy_rows(forward, model, image, repeats: int, work_dir: str,
+                cpuinfo: str = "/proc/cpuinfo") -> List[Row]:
+    """Paddle Inference in bf16 (oneDNN, same threads) against the fp32 engine ``forward``: on
+    a CPU without bf16 instructions one row saying so; where the bf16 logits equal the fp32
+    ones bit for bit, the rows say that bf16 was not applied rather than time fp32 as bf16."""
+    from gcseg.cpu_env import cpu_supports_bf16
     from gcseg.deploy.engine import cpu_threads
     from gcseg.deploy.predictor import DeployedModel
     from gcseg.export import export_model
+    if not cpu_supports_bf16(cpuinfo):
+        return [Row(f"{BF16_ROW}: not supported on this CPU (no avx512_bf16 / amx_bf16)", "-",
+                    None, None)]
     export_model(model, work_dir, output_op="none")
     batch = image.numpy()
     bf16 = DeployedModel(work_dir, bf16=True, cpu_threads=cpu_threads())
     times = time_alternating({"bf16": lambda: bf16.run(batch),
                               "fp32": lambda: sync(forward(image)[0])}, repeats)
     out32, out16 = forward(image)[0].numpy(), bf16.run(batch)
+    difference = float(np.abs(out16 - out32).max())
     agree = float((out16.argmax(1) == out32.argmax(1)).mean())
-    return [Row("Paddle Inference oneDNN bf16 forward (vs gcseg fp32 engine)", "s",
-                times["bf16"], times["fp32"]),
-            Row("bf16 predictor max |logit - fp32|", "abs", float(np.abs(out16 - out32).max()),
-                None),
+    name = BF16_ROW if difference > 0 else \
+        f"{BF16_ROW}: bf16 not applied by Paddle {paddle.__version__} (logits identical to fp32)"
+    return [Row(name, "s", times["bf16"], times["fp32"]),
+            Row("bf16 predictor max |logit - fp32|", "abs", difference, None),
             Row("bf16 argmax agreement with fp32", "%", 100 * agree, None)]
 
 

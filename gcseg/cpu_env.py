@@ -25,15 +25,31 @@ MALLOC_SETTINGS = (("M_MMAP_MAX", -4, 0, "MALLOC_MMAP_MAX_"),
                    ("M_TRIM_THRESHOLD", -1, 1 << 30, "MALLOC_TRIM_THRESHOLD_"))
 
 
-def cpu_vendor() -> str:
+# Either flag means the CPU computes in bfloat16 natively (AVX512-BF16 dot products, AMX tiles).
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpuinfo_field(name: str, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The value of the first ``name : value`` line of ``cpuinfo`` ("" when absent)."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
+        with open(cpuinfo, encoding="utf-8") as lines:
+            for line in lines:
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
     except OSError:
         pass
-    return "unknown"
+    return ""
+
+
+def cpu_vendor() -> str:
+    return cpuinfo_field("vendor_id") or "unknown"
+
+
+def cpu_supports_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU has AVX512-BF16 or AMX-BF16 (``flags`` of ``cpuinfo``)."""
+    flags = set(cpuinfo_field("flags", cpuinfo).split())
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 def usable_cores() -> int:
