@@ -49,7 +49,7 @@ def main() -> int:
              engine=args.engine, save_dir=args.save_dir,
              num_workers=cfg.runtime("global")["num_workers"] if args.num_workers is None
              else args.num_workers,
-             config_path=str(cfg.path), model_path=args.model_path)
+             config_path=str(cfg.path), model_path=args.model_path, release_model=True)
     return 0
 
 

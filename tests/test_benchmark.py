@@ -1,11 +1,12 @@
 """The benchmark runs end to end on a tiny config; checks the table's structure, not timings."""
 import json
+import sys
 
 import numpy as np
 import pytest
 
-from gcseg.benchmark import (BF16_ROW, format_table, paddleseg_loss, run_benchmark, time_alternating,
-                             write_json)
+from gcseg.benchmark import (BF16_ROW, format_table, paddleseg_loss, run_benchmark,
+                             time_alternating, write_json)
 
 # A complete PaddleSeg-style config: PaddleSeg's own Config (the whole-process row) insists on
 # batch_size, iters, train_dataset, optimizer, lr_scheduler and loss.
@@ -101,3 +102,18 @@ def test_train_row_losses_agree_with_paddleseg(arguments):
     ours = combine(logits, label, {"types": [CrossEntropyLoss(**arguments)], "coef": [1, 0.4]})
     theirs = paddleseg_loss(spec)(logits, label)
     assert float(ours[0]) == pytest.approx(float(theirs), rel=1e-5)
+
+
+def test_the_peak_rss_of_a_script_and_of_code_is_measured_in_the_child(tmp_path):
+    """Whole-process peak RSS comes from the child's own VmHWM, so a child allocating 300 MB
+    reports at least that, and a small one far less, whatever this process holds."""
+    from gcseg.benchmark import _run, plain_environment
+    script = tmp_path / "allocate.py"
+    script.write_text("import sys\nblock = bytearray(int(sys.argv[1]) * 2 ** 20)\n"
+                      "block[::4096] = b'x' * len(block[::4096])\nsys.exit(0)\n")
+    env = plain_environment()
+    big = _run([sys.executable, str(script), "300"], env)
+    small = _run([sys.executable, str(script), "1"], env)
+    code = _run([sys.executable, "-c", "import sys; b = bytearray(int(sys.argv[1]) * 2 ** 20); "
+                 "b[::4096] = b'x' * len(b[::4096])", "200"], env)
+    assert big >= 300 and small < 100 and 200 <= code < 300, (big, small, code)

@@ -110,3 +110,19 @@ def test_evaluate_gives_the_same_metrics_with_both_engines(gcnet):
     assert results["dygraph"]["engine"] == "dygraph"
     np.testing.assert_array_equal(results["predictor"]["confusion_matrix"],
                                   results["dygraph"]["confusion_matrix"])
+
+
+def test_evaluate_can_release_the_model_once_the_predictor_holds_its_weights():
+    """val.py's memory saving: the same metrics, and the dygraph weights freed only when the
+    predictor runs (the dygraph fallback still needs them)."""
+    paddle.seed(0)
+    model = GCNet(5, ResNet18_vd(output_stride=8), gc_channels=32)
+    _randomise_batchnorm_statistics(model)
+    model.eval()
+    dataset = TinyDataset(num_images=2)
+    kept = evaluate(model, dataset, print_detail=False)
+    assert all(parameter._is_initialized() for parameter in model.parameters())
+    released = evaluate(model, dataset, print_detail=False, release_model=True)
+    np.testing.assert_array_equal(kept["confusion_matrix"], released["confusion_matrix"])
+    freed = [not parameter._is_initialized() for parameter in model.parameters()]
+    assert all(freed) if released["engine"] == "predictor" else not any(freed)

@@ -95,12 +95,14 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bo
              crop_size: Optional[Sequence[int]] = None, stride: Optional[Sequence[int]] = None,
              precision: str = "fp32", tta_average: str = "logits", engine: str = "auto",
              num_workers: int = 0, print_detail: bool = True, save_dir: Optional[str] = None,
-             config_path: Optional[str] = None, model_path: Optional[str] = None) -> Dict:
+             config_path: Optional[str] = None, model_path: Optional[str] = None,
+             release_model: bool = False) -> Dict:
     """Evaluate ``model`` on ``dataset`` (batch 1); returns the metrics of
     :func:`gcseg.engine.metrics.metrics_from_confusion` plus ``num_images``, ``class_names``,
     the paths, the inference settings and the ``engine`` used
     (:func:`gcseg.deploy.engine.inference_forward`: ``auto``, ``predictor`` or ``dygraph``).
-    Restores the model's train mode afterwards."""
+    Restores the model's train mode afterwards. ``release_model`` frees the model's weights
+    once a predictor holds them (for callers that evaluate once and are done with the model)."""
     settings = InferenceSettings(
         aug_eval=aug_eval, scales=scales, flip_horizontal=flip_horizontal,
         flip_vertical=flip_vertical, is_slide=is_slide, crop_size=crop_size, stride=stride,
@@ -109,7 +111,7 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bo
     loader = shard_loader(dataset, num_workers)
     show = print_detail and is_main_process()
     with eval_mode(model):
-        forward = inference_forward(model, engine, precision)
+        forward = inference_forward(model, engine, precision, release_model)
         for item in tqdm(loader, desc="eval", unit="img", disable=not show, dynamic_ncols=True):
             _update(matrix, forward, item, settings)
     matrix.all_reduce()
