@@ -1,9 +1,9 @@
 """Run an exported model (``export.py``'s directory) with Paddle Inference.
 
 The default configuration is Paddle Inference's own CPU default (oneDNN on), as a deployer who
-never heard of gcseg would load it; ``use_onednn=False`` is the fallback, ``bf16=True`` asks
-oneDNN for bfloat16 (refused on CPUs without AVX512-BF16 / AMX-BF16; Paddle 3.3.1's predictor
-was measured to ignore it even where the CPU has them: logits identical to fp32).
+never heard of gcseg would load it; ``use_onednn=False`` is the fallback, ``bf16=True`` runs
+oneDNN in bfloat16 on CPUs with AVX512-BF16 / AMX-BF16 and is refused elsewhere, where Paddle
+accepted the option and silently computed fp32 (logits identical to fp32, BENCHMARKS.md).
 """
 import os
 from pathlib import Path
