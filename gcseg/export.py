@@ -113,6 +113,7 @@ def export_from_config(cfg, model_path: Optional[str], save_dir: str, *,
     """Build ``cfg.model``, load ``model_path`` (if given) and export it with the config's
     val-transform preprocessing."""
     from gcseg.models.weights import load_weights
+    _input_spec(input_shape)  # a bad shape is reported before the model is built
     model = cfg.model
     if model_path:
         load_weights(model, model_path)

@@ -95,7 +95,7 @@ class InferenceSettings:
         scales, flips = self.views()
         names = {(False, False): "none", (True, False): "horizontal", (False, True): "vertical",
                  (True, True): "horizontal+vertical"}
-        return (f"scales {', '.join(f'{scale:g}' for scale in scales)}; flips: "
+        return (f"scales {', '.join(str(float(scale)) for scale in scales)}; flips: "
                 f"{', '.join(names[flip] for flip in flips)} ({len(scales) * len(flips)} views "
                 f"per image, {self.tta_average} averaged)")
 
