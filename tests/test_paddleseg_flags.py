@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import paddle
 import pytest
 import yaml
 from PIL import Image
@@ -20,44 +19,28 @@ from PIL import Image
 from gcseg import cli
 from gcseg.config import Config
 from gcseg.data.palettes import CITYSCAPES_COLORS
-from gcseg.data.quickstart import make_quickstart_dataset
 from gcseg.engine.evaluator import evaluate
 from gcseg.errors import UsageError
-from gcseg.models.weights import load_weights, save_weights
+from gcseg.models.weights import load_weights
 from test_cli_errors import assert_one_line_error
+from test_distributed_eval import write_run
 from test_predict import expected_prediction
 
 ROOT = Path(__file__).resolve().parents[1]
 UNREACHABLE = "http://127.0.0.1:9/resnet18_vd_ssld.tar.gz"  # port 9 (discard) refuses connections
 
-CONFIG = """
-model:
-  type: GCNet
-  backbone: {{type: ResNet18_vd, output_stride: 8, pretrained: {url}}}
-  gc_channels: 16
-  enable_auxiliary_loss: False
-val_dataset:
-  type: Cityscapes
-  dataset_root: {root}
-  mode: val
-  transforms:
-    - {{type: Resize, target_size: [48, 32]}}
-    - {{type: Normalize}}
-global: {{device: cpu}}
-"""
-
 
 @pytest.fixture(scope="module")
 def run_files(tmp_path_factory):
-    """An offline config (unreachable backbone URL), its val images and trained weights."""
+    """An offline config (a tiny GCNet whose backbone weights are the unreachable URL), its val
+    images (61x37) and trained weights."""
     root = tmp_path_factory.mktemp("paddleseg_flags")
-    data_root = make_quickstart_dataset(root / "data", num_train=1, num_val=2, size=(61, 37))
+    base_path, model_path = write_run(root, num_val=2)
     config_path = root / "gcnet_offline.yml"
-    config_path.write_text(CONFIG.format(root=data_root, url=UNREACHABLE))
-    paddle.seed(0)
-    model_path = root / "model.pdparams"
-    save_weights(Config(config_path, load_pretrained=False).model, str(model_path))
-    images = sorted((data_root / "leftImg8bit" / "val").rglob("*.png"))
+    config_path.write_text(f"_base_: {base_path.name}\n"
+                           f"model: {{backbone: {{pretrained: '{UNREACHABLE}'}}}}\n"
+                           "global: {device: cpu}\n")
+    images = sorted((root / "data" / "leftImg8bit" / "val").rglob("*.png"))
     return config_path, model_path, images
 
 
