@@ -75,15 +75,6 @@ def test_export_with_model_path_downloads_nothing_and_for_fd_writes_fastdeploy_n
     assert np.asarray(Image.open(out_dir / images[0].name)).shape == (37, 61)  # the image's size
 
 
-def test_export_input_shape_takes_minus_one_for_dynamic_sizes(run_files, tmp_path):
-    config_path, model_path, _ = run_files
-    save_dir = tmp_path / "dynamic"
-    script("export.py", "--config", config_path, "--model_path", model_path, "--save_dir",
-           save_dir, "--input_shape", "-1", "3", "-1", "-1", tmp_path=tmp_path)
-    deploy = yaml.safe_load((save_dir / "deploy.yml").read_text())["Deploy"]
-    assert deploy["input_shape"] == [-1, 3, -1, -1]
-
-
 def test_export_input_shape_other_than_n_3_h_w_is_one_line(run_files, tmp_path):
     config_path, model_path, _ = run_files
     result = script("export.py", "--config", config_path, "--model_path", model_path,
@@ -96,7 +87,8 @@ def test_export_input_shape_other_than_n_3_h_w_is_one_line(run_files, tmp_path):
 def test_export_without_model_path_offline_says_how_to_do_without_the_weights(
         run_files, tmp_path):
     """Without --model_path the config's weights are the model: export needs them, and the one
-    error line says how to go on offline; PaddleSeg's spelling of that (None) then works."""
+    error line says how to go on offline; PaddleSeg's spelling of that (None) then works, as
+    does its -1 for a dynamic size in --input_shape."""
     config_path, _, _ = run_files
     result = script("export.py", "--config", config_path, "--save_dir", tmp_path / "a",
                     tmp_path=tmp_path, expect=2)
@@ -104,8 +96,10 @@ def test_export_without_model_path_offline_says_how_to_do_without_the_weights(
                           f"cannot download {UNREACHABLE}",
                           "--opts model.backbone.pretrained=null")
     script("export.py", "--config", config_path, "--save_dir", tmp_path / "b",
-           "--opts", "model.backbone.pretrained=None", tmp_path=tmp_path)
-    assert (tmp_path / "b" / "deploy.yml").is_file()
+           "--opts", "model.backbone.pretrained=None", "--input_shape", "-1", "3", "-1", "-1",
+           tmp_path=tmp_path)
+    deploy = yaml.safe_load((tmp_path / "b" / "deploy.yml").read_text())["Deploy"]
+    assert deploy["input_shape"] == [-1, 3, -1, -1]  # PaddleSeg's -1: a dynamic size
 
 
 # ----------------------------------------------------------------------------- val
@@ -115,7 +109,8 @@ def test_val_takes_paddleseg_flags_and_reports_its_views_and_auc_roc(run_files, 
     result = script("val.py", "--config", config_path, "--model_path", model_path,
                     "--aug_eval", "--scales", "0.75", "1.0", "--flip_horizontal",
                     "--auc_roc", "True", "--data_format", "NCHW", "--device", "cpu",
-                    "--num_workers", "0", "--save_dir", save_dir, tmp_path=tmp_path)
+                    "--num_workers", "0", "--save_dir", save_dir, "--engine", "dygraph",
+                    tmp_path=tmp_path)
     assert ("[EVAL] test-time augmentation: scales 0.75, 1.0; flips: none, horizontal "
             "(4 views per image, logits averaged)") in result.stdout
     written = json.loads((save_dir / "eval_results.json").read_text())
@@ -124,7 +119,8 @@ def test_val_takes_paddleseg_flags_and_reports_its_views_and_auc_roc(run_files, 
     model = cfg.model
     load_weights(model, str(model_path))
     expected = evaluate(model, cfg.val_dataset, aug_eval=True, scales=[0.75, 1.0],
-                        flip_horizontal=True, auc_roc=True, print_detail=False)
+                        flip_horizontal=True, auc_roc=True, engine="dygraph",
+                        print_detail=False)
     assert 0.0 < written["auc_roc"] < 1.0
     assert written["auc_roc"] == pytest.approx(expected["auc_roc"], abs=1e-6)
     assert f"AUC-ROC: {expected['auc_roc']:.4f}" in result.stdout
