@@ -299,7 +299,7 @@ def peak_rss_mb(impl: str, config: str, size: Tuple[int, int], opts: Sequence[st
 
 def memory_child(impl: str, config: str, size: Tuple[int, int], opts: Sequence[str]) -> None:
     from gcseg.config import Config
-    cfg = Config(config, list(opts))
+    cfg = Config(config, list(opts), load_pretrained=False)  # speed needs no trained weights
     model = cfg.model
     model.eval()
     net = inference_forward(model, release_model=True) if impl == "gcseg" \
@@ -546,7 +546,7 @@ def run_benchmark(config: str, input_size: Tuple[int, int] = (512, 256), repeats
     whole-process val.py rows, ``train_iters > 1`` the training data-pipeline row.
     Returns ``{"rows": [...], "meta": {...}}``."""
     from gcseg.config import Config
-    cfg = Config(config, list(opts))
+    cfg = Config(config, list(opts), load_pretrained=False)  # speed needs no trained weights
     model = cfg.model
     model.eval()
     twin = paddleseg_twin(model, cfg.dic["model"])

@@ -22,6 +22,10 @@ class CheckpointError(GcsegError):
     """A weights/checkpoint file is missing, corrupt or does not fit the model."""
 
 
+class DownloadError(CheckpointError):
+    """Weights named by a URL cannot be downloaded (offline, blocked, HTTP error)."""
+
+
 class UsageError(GcsegError):
     """A command-line flag has an invalid value."""
 

@@ -26,6 +26,9 @@ from gcseg.errors import UsageError
 OUTPUT_OPS = ("argmax", "softmax", "none")
 MODEL_PREFIX = "model"
 DEPLOY_FILE = "deploy.yml"
+# FastDeploy's names for the same three files (PaddleSeg's ``export.py --for_fd``).
+FASTDEPLOY_PREFIX = "inference"
+FASTDEPLOY_DEPLOY_FILE = "inference.yml"
 INPUT_NAME = "x"
 
 
@@ -53,7 +56,8 @@ class InferenceModel(nn.Layer):
 def _input_spec(input_shape: Optional[Sequence[int]]) -> List[paddle.static.InputSpec]:
     shape = [None, 3, None, None] if input_shape is None else [int(v) for v in input_shape]
     if len(shape) != 4 or shape[1] != 3:
-        raise UsageError(f"input_shape must be N 3 H W, got {list(input_shape)}")
+        raise UsageError(f"--input_shape: expected 4 values N 3 H W (-1 leaves a size dynamic), "
+                         f"got {' '.join(str(v) for v in input_shape)}")
     shape = [None if v is None or v <= 0 else v for v in shape]
     return [paddle.static.InputSpec(shape=shape, dtype="float32", name=INPUT_NAME)]
 
@@ -69,22 +73,25 @@ def normalize_of(val_transforms: Optional[Sequence[Dict[str, Any]]]) -> Dict[str
 
 def export_model(model: nn.Layer, save_dir: str, *, input_shape: Optional[Sequence[int]] = None,
                  output_op: str = "argmax",
-                 val_transforms: Optional[Sequence[Dict[str, Any]]] = None,
-                 to_rgb: bool = True, fold_bn: bool = True) -> Dict[str, str]:
+                 val_transforms: Optional[Sequence[Dict[str, Any]]] = None, to_rgb: bool = True,
+                 fold_bn: bool = True, for_fd: bool = False) -> Dict[str, str]:
     """Save ``model`` (a GCNet or any model returning ``[logits, ...]``) to ``save_dir``;
-    returns the paths of the model, params and deploy.yml files. ``model`` is not changed."""
+    returns the paths of the model, params and deploy.yml files. ``model`` is not changed.
+    ``for_fd`` names the files as FastDeploy expects: ``inference.*`` and ``inference.yml``."""
+    model_prefix, deploy_file = ((FASTDEPLOY_PREFIX, FASTDEPLOY_DEPLOY_FILE) if for_fd
+                                 else (MODEL_PREFIX, DEPLOY_FILE))
     inference = InferenceModel(fold_batchnorm(model) if fold_bn else model, output_op)
     inference.eval()
     os.makedirs(save_dir, exist_ok=True)
-    prefix = os.path.join(save_dir, MODEL_PREFIX)
+    prefix = os.path.join(save_dir, model_prefix)
     with deploy_resize_mode(), isolated_static_trace():
         static = paddle.jit.to_static(inference, input_spec=_input_spec(input_shape),
                                       full_graph=True)
         paddle.jit.save(static, prefix)
-    model_file = saved_program_file(save_dir, MODEL_PREFIX)
+    model_file = saved_program_file(save_dir, model_prefix)
     deploy = {"Deploy": {
         "model": model_file,
-        "params": f"{MODEL_PREFIX}.pdiparams",
+        "params": f"{model_prefix}.pdiparams",
         "transforms": [dict(t) for t in (val_transforms or [])],
         "normalize": normalize_of(val_transforms),
         "to_rgb": bool(to_rgb),
@@ -93,7 +100,7 @@ def export_model(model: nn.Layer, save_dir: str, *, input_shape: Optional[Sequen
         "output_op": output_op,
         "output_dtype": "int32" if output_op == "argmax" else "float32",
     }}
-    deploy_path = os.path.join(save_dir, DEPLOY_FILE)
+    deploy_path = os.path.join(save_dir, deploy_file)
     with open(deploy_path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(deploy, handle, sort_keys=False)
     return {"model": os.path.join(save_dir, model_file),
@@ -102,13 +109,15 @@ def export_model(model: nn.Layer, save_dir: str, *, input_shape: Optional[Sequen
 
 def export_from_config(cfg, model_path: Optional[str], save_dir: str, *,
                        input_shape: Optional[Sequence[int]] = None,
-                       output_op: str = "argmax") -> Dict[str, str]:
+                       output_op: str = "argmax", for_fd: bool = False) -> Dict[str, str]:
     """Build ``cfg.model``, load ``model_path`` (if given) and export it with the config's
     val-transform preprocessing."""
     from gcseg.models.weights import load_weights
+    _input_spec(input_shape)  # a bad shape is reported before the model is built
     model = cfg.model
     if model_path:
         load_weights(model, model_path)
     val = cfg.dic.get("val_dataset") or {}
     return export_model(model, save_dir, input_shape=input_shape, output_op=output_op,
-                        val_transforms=val.get("transforms"), to_rgb=val.get("to_rgb", True))
+                        val_transforms=val.get("transforms"), to_rgb=val.get("to_rgb", True),
+                        for_fd=for_fd)

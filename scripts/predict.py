@@ -1,7 +1,8 @@
 """Predict segmentation maps for images with a trained model.
 
     python scripts/predict.py --config C --model_path M --image_path FILE|DIR|LIST.txt
-        --save_dir D [--aug_eval --flip_horizontal ...] [--is_slide --crop_size W H --stride W H]
+        --save_dir D [--aug_pred --flip_horizontal ...] [--is_slide --crop_size W H --stride W H]
+        [--custom_color R G B ...] [--device gpu --device_id N]
 
 Writes D/pseudo_color_prediction/ (palette PNGs of class ids) and D/added_prediction/
 (overlays). Images that cannot be read are reported and skipped; the exit code is then 1.
@@ -31,7 +32,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="an image, a directory of images, or a .txt list of image paths "
                              "(relative to the list's folder)")
     parser.add_argument("--save_dir", default="output/result")
-    cli.add_inference_args(parser)
+    parser.add_argument("--custom_color", nargs="+", type=int, default=None, metavar="VALUE",
+                        help="colours of classes 0, 1, ... as R G B values, e.g. 255 0 0 0 255 0 "
+                             "(default: the dataset's palette)")
+    parser.add_argument("--device_id", type=int, default=None,
+                        help="which device of --device's kind (gpu N), as --device gpu:N")
+    cli.add_inference_args(parser, aug_alias="aug_pred")
     return parser
 
 
@@ -42,6 +48,7 @@ def main() -> int:
     cfg = cli.load_config(args, load_pretrained=False)
     cli.select_device(args, cfg)
     total, failed = predict_from_config(cfg, args.model_path, args.image_path, args.save_dir,
+                                        custom_color=args.custom_color,
                                         **cli.inference_settings(args, cfg))
     print(f"predicted {total - len(failed)}/{total} images into {args.save_dir}"
           + (f"; {len(failed)} skipped" if failed else ""))

@@ -1,7 +1,7 @@
 """Evaluate a trained model on the config's val_dataset.
 
     python scripts/val.py --config C --model_path M [--save_dir D] [--aug_eval --scales 0.75 1.0
-        --flip_horizontal] [--is_slide --crop_size W H --stride W H]
+        --flip_horizontal] [--is_slide --crop_size W H --stride W H] [--auc_roc True]
     python -m paddle.distributed.launch --nproc_per_node K scripts/val.py ...   # sharded
 """
 import argparse
@@ -30,6 +30,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine", choices=("auto", "predictor", "dygraph"), default="auto",
                         help="forward pass: Paddle Inference predictor (oneDNN, faster on CPU), "
                              "dygraph, or auto (predictor on CPU when it matches dygraph)")
+    parser.add_argument("--auc_roc", nargs="?", const=True, default=None,
+                        type=cli.boolean("--auc_roc"), metavar="True|False",
+                        help="also the area under the ROC curve, one class against the rest "
+                             "(default: the config's test.auc_roc)")
+    cli.add_model_layout_args(parser)
     cli.add_inference_args(parser)
     return parser
 
@@ -41,6 +46,7 @@ def main() -> int:
     from gcseg.models.weights import load_weights
 
     cfg = cli.load_config(args, load_pretrained=False)
+    cli.check_model_layout(args, cfg)
     cli.select_device(args, cfg)
     init_distributed()
     model = cfg.model
@@ -49,7 +55,8 @@ def main() -> int:
              engine=args.engine, save_dir=args.save_dir,
              num_workers=cfg.runtime("global")["num_workers"] if args.num_workers is None
              else args.num_workers,
-             config_path=str(cfg.path), model_path=args.model_path, release_model=True)
+             config_path=str(cfg.path), model_path=args.model_path, release_model=True,
+             auc_roc=cli.auc_roc_setting(args, cfg))
     return 0
 
 

@@ -18,7 +18,7 @@ from test_distributed_eval import ROOT, write_run
 
 
 def expected_prediction(config_path, model_path, image_path):
-    cfg = Config(config_path)
+    cfg = Config(config_path, load_pretrained=False)  # model_path replaces them
     model, dataset = cfg.model, cfg.val_dataset
     load_weights(model, str(model_path))
     model.eval()

@@ -17,14 +17,17 @@ from gcseg.cpu_env import cpu_supports_bf16
 from gcseg.errors import UsageError
 
 DEPLOY_FILE = "deploy.yml"
+FASTDEPLOY_DEPLOY_FILE = "inference.yml"  # export.py --for_fd
 
 
 def read_deploy(model_dir: str) -> Dict:
-    path = os.path.join(model_dir, DEPLOY_FILE)
-    if not os.path.isfile(path):
-        raise UsageError(f"{model_dir}: no {DEPLOY_FILE} (is this a directory written by "
-                         f"scripts/export.py?)")
-    with open(path, encoding="utf-8") as handle:
+    """The ``Deploy`` section of ``deploy.yml`` (or of FastDeploy's ``inference.yml``)."""
+    found = [os.path.join(model_dir, name) for name in (DEPLOY_FILE, FASTDEPLOY_DEPLOY_FILE)
+             if os.path.isfile(os.path.join(model_dir, name))]
+    if not found:
+        raise UsageError(f"{model_dir}: no {DEPLOY_FILE} or {FASTDEPLOY_DEPLOY_FILE} (is this a "
+                         f"directory written by scripts/export.py?)")
+    with open(found[0], encoding="utf-8") as handle:
         return yaml.safe_load(handle)["Deploy"]
 
 

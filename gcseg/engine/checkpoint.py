@@ -30,6 +30,7 @@ import paddle
 
 from gcseg.engine.failures import disk_full_error
 from gcseg.errors import CheckpointError, TrainingError
+from gcseg.staging import make_staging_dir
 from gcseg.models.weights import load_weights
 
 logger = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class Checkpointer:
         except OSError as error:
             raise CheckpointError(f"--save_dir {self.save_dir}: cannot create it "
                                   f"({error.strerror})") from None
-        tmp = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{name}-", dir=self.save_dir)
+        tmp = make_staging_dir(self.save_dir, f"{_TMP_PREFIX}{name}-")
         try:
             for file_name, obj in files.items():
                 path = os.path.join(tmp, file_name)

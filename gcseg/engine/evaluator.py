@@ -13,12 +13,13 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 from tqdm import tqdm
 
 from gcseg.deploy.engine import engine_name, inference_forward
 from gcseg.engine.distributed import is_main_process, shard_indices
 from gcseg.engine.inference import Forward, InferenceSettings, infer_logits
-from gcseg.engine.metrics import ConfusionMatrix
+from gcseg.engine.metrics import ConfusionMatrix, RocAuc
 from gcseg.errors import DataError, UsageError
 
 RESULTS_FILE = "eval_results.json"
@@ -77,8 +78,8 @@ def as_tensor(array) -> paddle.Tensor:
     return array if isinstance(array, paddle.Tensor) else paddle.to_tensor(array)
 
 
-def _update(matrix: ConfusionMatrix, model: Forward, item: dict,
-            settings: InferenceSettings) -> None:
+def _update(matrix: ConfusionMatrix, model: Forward, item: dict, settings: InferenceSettings,
+            roc: Optional[RocAuc] = None) -> None:
     image = as_tensor(item["img"]).unsqueeze(0)  # [1, 3, H, W]
     label = as_tensor(item["label"])  # [h, w] at the original resolution
     logits = infer_logits(model, image, settings, item.get("trans_info"))
@@ -87,6 +88,8 @@ def _update(matrix: ConfusionMatrix, model: Forward, item: dict,
                         f"label {label.shape[-2:]} differ in size; does trans_info record every "
                         f"resize/padding of the val transforms?")
     matrix.update(label, logits.argmax(axis=1))
+    if roc is not None:  # with tta_average="probs" the average already is probabilities
+        roc.update(label, logits if settings.tta_average == "probs" else F.softmax(logits, axis=1))
 
 
 def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bool = False,
@@ -96,11 +99,12 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bo
              precision: str = "fp32", tta_average: str = "logits", engine: str = "auto",
              num_workers: int = 0, print_detail: bool = True, save_dir: Optional[str] = None,
              config_path: Optional[str] = None, model_path: Optional[str] = None,
-             release_model: bool = False) -> Dict:
+             release_model: bool = False, auc_roc: bool = False) -> Dict:
     """Evaluate ``model`` on ``dataset`` (batch 1); returns the metrics of
     :func:`gcseg.engine.metrics.metrics_from_confusion` plus ``num_images``, ``class_names``,
     the paths, the inference settings and the ``engine`` used
-    (:func:`gcseg.deploy.engine.inference_forward`: ``auto``, ``predictor`` or ``dygraph``).
+    (:func:`gcseg.deploy.engine.inference_forward`: ``auto``, ``predictor`` or ``dygraph``),
+    and with ``auc_roc`` the ``auc_roc`` of :class:`gcseg.engine.metrics.RocAuc`.
     Restores the model's train mode afterwards. ``release_model`` frees the model's weights
     once a predictor holds them (for callers that evaluate once and are done with the model)."""
     settings = InferenceSettings(
@@ -108,14 +112,20 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bo
         flip_vertical=flip_vertical, is_slide=is_slide, crop_size=crop_size, stride=stride,
         precision=precision, tta_average=tta_average)
     matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
+    roc = RocAuc(dataset.num_classes, dataset.ignore_index) if auc_roc else None
     loader = shard_loader(dataset, num_workers)
     show = print_detail and is_main_process()
+    if show and aug_eval:
+        print(f"[EVAL] test-time augmentation: {settings.describe_views()}")
     with eval_mode(model):
         forward = inference_forward(model, engine, precision, release_model)
         for item in tqdm(loader, desc="eval", unit="img", disable=not show, dynamic_ncols=True):
-            _update(matrix, forward, item, settings)
+            _update(matrix, forward, item, settings, roc)
     matrix.all_reduce()
     results = matrix.compute()
+    if roc is not None:
+        roc.all_reduce()
+        results["auc_roc"] = roc.compute()
     results.update(num_images=len(dataset), class_names=class_names_of(dataset),
                    config_path=config_path, model_path=model_path,
                    inference=dataclasses.asdict(settings), engine=engine_name(forward))
@@ -149,10 +159,13 @@ def format_class_table(results: Dict) -> str:
 
 
 def summary_line(results: Dict) -> str:
-    return (f"[EVAL] #Images: {results['num_images']}  mIoU: {results['mIoU']:.4f} "
+    line = (f"[EVAL] #Images: {results['num_images']}  mIoU: {results['mIoU']:.4f} "
             f"(mean of {results['num_classes_averaged']}/{len(results['class_IoU'])} classes "
             f"present in GT or prediction)  Acc: {results['Acc']:.4f}  "
             f"Kappa: {results['Kappa']:.4f}  Dice: {results['Dice']:.4f}")
+    if "auc_roc" in results:
+        line += f"  AUC-ROC: {_cell(results['auc_roc'])}"
+    return line
 
 
 def _json_safe(value):

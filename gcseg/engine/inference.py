@@ -89,6 +89,16 @@ class InferenceSettings:
                 flips.append((True, True))
         return self.scales, flips
 
+    def describe_views(self) -> str:
+        """The views :meth:`views` runs, in words: ``scales 0.75, 1.0; flips: none, horizontal
+        (4 views per image, logits averaged)``."""
+        scales, flips = self.views()
+        names = {(False, False): "none", (True, False): "horizontal", (False, True): "vertical",
+                 (True, True): "horizontal+vertical"}
+        return (f"scales {', '.join(str(float(scale)) for scale in scales)}; flips: "
+                f"{', '.join(names[flip] for flip in flips)} ({len(scales) * len(flips)} views "
+                f"per image, {self.tta_average} averaged)")
+
     def autocast(self) -> ContextManager:
         if self.precision == "fp32":
             return contextlib.nullcontext()

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from gcseg.config import ComponentBuilder, Config
 from gcseg.data.datasets import SegDataset
-from gcseg.data.palettes import blend, colorize
+from gcseg.data.palettes import blend, colorize, with_custom_colors
 from gcseg.data.transforms import Compose, read_image
 from gcseg.engine.evaluator import eval_mode
 from gcseg.engine.inference import InferenceSettings, infer_logits
@@ -131,12 +131,16 @@ def predict(model: paddle.nn.Layer, transforms: Callable, image_list: Sequence[s
     return failed
 
 
-def predict_from_config(cfg: Config, model_path: str, image_path: str, save_dir: str,
+def predict_from_config(cfg: Config, model_path: str, image_path: str, save_dir: str, *,
+                        custom_color: Optional[Sequence[int]] = None,
                         **settings) -> Tuple[int, List[Tuple[str, str]]]:
     """:func:`predict` the images of ``image_path`` (see :func:`collect_images`) with
-    ``cfg.model`` loaded from ``model_path``; returns the number of images and the failures."""
+    ``cfg.model`` loaded from ``model_path``; returns the number of images and the failures.
+    ``custom_color`` (flat R G B values) replaces the first colours of the dataset's palette."""
     images, image_dir = collect_images(image_path)
     transforms, palette = val_transforms_and_palette(cfg)
+    if custom_color:
+        palette = with_custom_colors(palette, custom_color)
     model = cfg.model
     load_weights(model, model_path)
     failed = predict(model, transforms, images, save_dir, palette=palette, image_dir=image_dir,

@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -24,7 +23,8 @@ import paddle.nn as nn
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
-from gcseg.errors import CheckpointError
+from gcseg.errors import CheckpointError, DownloadError
+from gcseg.staging import make_staging_dir, staging_path
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +89,7 @@ def save_weights(state_dict_or_layer: Union[nn.Layer, Mapping], path: str) -> No
              else state_dict_or_layer)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=directory)
-    os.close(fd)
+    tmp = staging_path(directory, ".tmp-", ext)
     try:
         if ext == ".safetensors":
             save_file({k: np.ascontiguousarray(_to_numpy(v)) for k, v in state.items()}, tmp)
@@ -231,7 +230,7 @@ def _cached(target: str, fill: Callable[[str], None]) -> str:
     if os.path.isdir(target):
         return target
     os.makedirs(cache_dir(), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir())
+    staging = make_staging_dir(cache_dir(), ".tmp-")
     try:
         fill(staging)
         try:
@@ -267,7 +266,7 @@ def _fetch(url: str, file_path: str) -> None:
             reason = f"HTTP {exc.code} {exc.reason}"
         else:
             reason = getattr(exc, "reason", None) or exc
-        raise CheckpointError(
+        raise DownloadError(
             f"cannot download {url} ({reason}); fetch it on a machine with internet access "
             f"and pass the local file via `pretrained: /path/to/model.pdparams`") from exc
 
