@@ -230,7 +230,10 @@ def resolve_pretrained(path_or_url: str) -> str:
     """Return a local weights file for a path (checked), a local archive (unpacked once into the
     cache) or a URL or ``open-mmlab://NAME`` (downloaded once, cached)."""
     if path_or_url.startswith(_OPENMMLAB):
-        path_or_url = openmmlab_url(path_or_url)
+        try:
+            return _resolve_url(openmmlab_url(path_or_url))
+        except CheckpointError as error:
+            raise CheckpointError(f"{path_or_url}: {error}") from None
     if urlparse(path_or_url).scheme in ("http", "https"):
         return _resolve_url(path_or_url)
     _check_weights_file(path_or_url)
@@ -312,7 +315,8 @@ def _fetch(url: str, file_path: str) -> None:
             reason = getattr(exc, "reason", None) or exc
         raise CheckpointError(
             f"cannot download {url} ({reason}); fetch it on a machine with internet access "
-            f"and pass the local file via `pretrained: /path/to/model.pdparams`") from exc
+            f"and pass the local file via `pretrained: /path/to/{os.path.basename(file_path)}`"
+        ) from exc
 
 
 def _unpack(archive: str, destination: str, source: str) -> None:
