@@ -88,7 +88,6 @@ def image_of(outputs: Path) -> paddle.Tensor:
     return paddle.to_tensor(np.load(outputs / "oracle.npz")["image"])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("checkpoint", FORMATS)
 def test_whole_image_logits_equal_mmseg(r18, r50, checkpoint):
     for settings, outputs in ((R18_SLIDE, r18), (R50_WHOLE, r50)):
@@ -104,7 +103,6 @@ def test_whole_image_logits_equal_mmseg(r18, r50, checkpoint):
         assert_close(logits, oracle["whole"])
 
 
-@pytest.mark.slow
 def test_sliding_window_logits_equal_mmseg(r18):
     model = loaded(R18_SLIDE, r18 / "gcnet_legacy.pth")
     settings = InferenceSettings(is_slide=True, crop_size=R18_SLIDE["crop"],
@@ -113,7 +111,6 @@ def test_sliding_window_logits_equal_mmseg(r18):
     assert_close(logits, np.load(r18 / "oracle.npz")["slide"])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("which", ["r18_slide", "r50_whole"])
 def test_ms_flip_probabilities_equal_mmseg(r18, r50, which):
     settings, outputs = (R18_SLIDE, r18) if which == "r18_slide" else (R50_WHOLE, r50)
@@ -129,7 +126,6 @@ def test_ms_flip_probabilities_equal_mmseg(r18, r50, which):
     np.testing.assert_array_equal(probs.argmax(1)[0], oracle["msflip_label"][0])
 
 
-@pytest.mark.slow
 def test_mmcv_imagenet_backbone_loads_without_prefix(r18, caplog):
     oracle = np.load(r18 / "oracle.npz")
     with caplog.at_level(logging.INFO, logger="gcseg.models.weights"):
@@ -143,7 +139,6 @@ def test_mmcv_imagenet_backbone_loads_without_prefix(r18, caplog):
         assert_close(feature.numpy(), oracle[f"c{index + 1}"])
 
 
-@pytest.mark.slow
 def test_checkpoints_that_do_not_fit_fail_in_one_line(r18):
     path = str(r18 / "gcnet_zip.pth")
     cases = [
@@ -167,7 +162,6 @@ def test_checkpoints_that_do_not_fit_fail_in_one_line(r18):
         assert str(error.value) == message
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("extension", [".safetensors", ".pdparams"])
 def test_convert_weights_turns_a_pth_into_gcseg_weights(r18, tmp_path, extension):
     out = tmp_path / f"gcnet{extension}"

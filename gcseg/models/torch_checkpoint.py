@@ -156,10 +156,10 @@ def _read_zip(path: str) -> Any:
 
 def _read_legacy(path: str) -> Any:
     with open(path, "rb") as file:
-        header = [_RestrictedUnpickler(file, {}).load() for _ in range(3)]
-        if header[0] != _LEGACY_MAGIC:
+        if _RestrictedUnpickler(file, {}).load() != _LEGACY_MAGIC:
             raise CheckpointError(f"{path}: not a torch checkpoint (neither zip nor legacy)")
-        if isinstance(header[2], dict) and not header[2].get("little_endian", True):
+        _protocol, system = (_RestrictedUnpickler(file, {}).load() for _ in range(2))
+        if isinstance(system, dict) and not system.get("little_endian", True):
             raise CheckpointError(f"{path}: big-endian torch checkpoints are not supported")
         storages: Dict[str, _Storage] = {}
         result = _RestrictedUnpickler(file, storages).load()

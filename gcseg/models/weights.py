@@ -230,8 +230,9 @@ def resolve_pretrained(path_or_url: str) -> str:
     """Return a local weights file for a path (checked), a local archive (unpacked once into the
     cache) or a URL or ``open-mmlab://NAME`` (downloaded once, cached)."""
     if path_or_url.startswith(_OPENMMLAB):
+        url = openmmlab_url(path_or_url)
         try:
-            return _resolve_url(openmmlab_url(path_or_url))
+            return _resolve_url(url)
         except CheckpointError as error:
             raise CheckpointError(f"{path_or_url}: {error}") from None
     if urlparse(path_or_url).scheme in ("http", "https"):
