@@ -11,9 +11,11 @@ import yaml
 
 from gcseg.config import Config
 from gcseg.errors import ConfigError
+from gcseg.export import export_model
 from gcseg.models import GCNet, ResNet18_v1c, ResNet50_v1c, ResNet101_v1c
 from gcseg.models.mmseg_keys import mmseg_key, mmseg_to_gcseg
 from gcseg.models.resnet_v1c import block_dilations
+from test_export import _run as run_predictor
 
 
 def dilations(blocks, conv_name):
@@ -122,3 +124,21 @@ def test_renaming_drops_bn_counters_and_flattens_the_layer_norm():
     assert {key: value.shape for key, value in mmseg_to_gcseg(state).items()} == {
         "head.gc_block.channel_add_conv.1.weight": (8,)}
 
+
+
+def test_mmseg_style_gcnet_exports_and_runs_in_paddle_inference(tmp_path):
+    """An R-18-D8 MMSeg-style GCNet (align_corners True, as the 769x769 rows) through
+    export and Paddle Inference's default (oneDNN) predictor, as the vd models go."""
+    from paddle import inference
+    paddle.seed(1)
+    model = GCNet(5, ResNet18_v1c(), gc_channels=32, head_style="mmseg", align_corners=True)
+    model.eval()
+    export_model(model, str(tmp_path), output_op="none")
+    deploy = yaml.safe_load((tmp_path / "deploy.yml").read_text())["Deploy"]
+    predictor = inference.create_predictor(inference.Config(str(tmp_path / deploy["model"]),
+                                                            str(tmp_path / deploy["params"])))
+    batch = np.random.default_rng(0).standard_normal((1, 3, 71, 53)).astype(np.float32)
+    expected = model(paddle.to_tensor(batch))[0].numpy()
+    actual = run_predictor(predictor, batch)
+    assert actual.shape == expected.shape
+    assert np.abs(actual - expected).max() <= 1e-4 * np.abs(expected).max()
