@@ -20,6 +20,7 @@ import numpy as np
 import paddle
 import pytest
 
+from gcseg.config import Config
 from gcseg.engine.inference import InferenceSettings, infer_logits
 from gcseg.errors import CheckpointError
 from gcseg.models import GCNet, ResNet18_v1c, ResNet18_vd, ResNet50_v1c, load_weights
@@ -182,3 +183,38 @@ def test_open_mmlab_names_are_mmengines():
     require_oracle_python()
     table = json.loads(run_oracle("mmengine_urls.py"))
     assert {name: table[name] for name in OPENMMLAB_URLS} == OPENMMLAB_URLS
+
+
+def test_config_pretrained_and_val_model_path_take_an_mmseg_pth(r18, tmp_path):
+    from datagen import make_file_list_tree
+    checkpoint = r18 / "gcnet_legacy.pth"
+    root = make_file_list_tree(tmp_path / "data", num_classes=5, n_train=1, n_val=1,
+                               size=(48, 40))
+    config = tmp_path / "gcnet_mmseg.yml"
+    config.write_text(f"""
+model:
+  type: GCNet
+  num_classes: 5
+  backbone: {{type: ResNet18_v1c, output_stride: 8}}
+  gc_channels: 128
+  head_style: mmseg
+  align_corners: True
+  pretrained: {checkpoint}
+val_dataset:
+  type: Dataset
+  dataset_root: {root}
+  val_path: {root / 'val_list.txt'}
+  num_classes: 5
+  mode: val
+  transforms: [{{type: Normalize}}]
+""")
+    model = Config(str(config)).model
+    model.eval()
+    with paddle.no_grad():
+        logits = model(image_of(r18))[0].numpy()
+    assert_close(logits, np.load(r18 / "oracle.npz")["whole"])
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "val.py"), "--config",
+                             str(config), "--model_path", str(checkpoint)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "mIoU" in result.stdout + result.stderr
