@@ -27,12 +27,13 @@ def strides(blocks, conv_name):
 
 
 def test_d8_contracts_the_first_dilation_of_stages_3_and_4():
-    backbone = ResNet101_v1c(output_stride=8)
-    assert dilations(backbone.stages[2], "conv1") == [1] + [2] * 22
+    backbone = ResNet50_v1c(output_stride=8)
+    assert dilations(backbone.stages[2], "conv1") == [1, 2, 2, 2, 2, 2]
     assert dilations(backbone.stages[3], "conv1") == [2, 4, 4]
     assert [strides(stage, "conv1")[0] for stage in backbone.stages] == [1, 2, 1, 1]
     assert dilations(ResNet50_v1c(output_stride=8, contract_dilation=False).stages[3],
                      "conv1") == [4, 4, 4]
+    assert len(ResNet101_v1c().stages[2]) == 23
     assert block_dilations(3, 1, True) == [1, 1, 1]
 
 
