@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs into .venv (Paddle 3.x) and .venv-paddle26
-# (Paddle 2.6.2), then runs the suite on Paddle 2.6 (all but the slow quickstart run) and the
-# whole suite on Paddle 3. Safe to re-run: installs are skipped when already satisfied.
+# Installs everything the test suite needs into .venv (Paddle 3.x), .venv-paddle26
+# (Paddle 2.6.2) and .venv-mmseg (the MMSegmentation oracle, run in subprocesses), then runs
+# the suite on Paddle 2.6 (all but the slow quickstart run) and the whole suite on Paddle 3.
+# Safe to re-run: installs are skipped when already satisfied.
 #   bash scripts/run_tests.sh            # everything
 #   GCSEG_SKIP_PADDLE26=1 bash scripts/run_tests.sh   # Paddle 3 only
 set -euo pipefail
@@ -21,6 +22,9 @@ make_venv .venv
 # The PaddleSeg oracle: --no-deps (its pins break numpy 2); the few modules it imports.
 .venv/bin/pip install "${PIP_FLAGS[@]}" --no-deps paddleseg==2.8.0
 .venv/bin/pip install "${PIP_FLAGS[@]}" filelock scipy prettytable scikit-learn
+
+echo "== installing the MMSegmentation oracle (.venv-mmseg, for the parity tests)"
+PYTHON="$PYTHON" bash scripts/install_mmseg_oracle.sh .venv-mmseg
 
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 grep -q AuthenticAMD /proc/cpuinfo 2>/dev/null && export MKL_DEBUG_CPU_TYPE=${MKL_DEBUG_CPU_TYPE:-5}

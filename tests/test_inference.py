@@ -75,12 +75,15 @@ def test_multiscale_flip_slide_equals_paddleseg(model, image):
     assert_close(infer_logits(model, image, settings, TRANS_INFO), expected)
 
 
-def test_probability_average_softmaxes_each_view_at_the_label_resolution(model, image):
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_probability_average_softmaxes_each_view_at_the_label_resolution(model, image,
+                                                                        align_corners):
     """MMSegmentation's order: each view's logits flipped back, resized to the input, mapped
     back through trans_info (crop the padding, resize to the original), and only then
-    softmaxed; the probabilities are averaged."""
+    softmaxed; the probabilities are averaged. The logits' resizes use ``align_corners``
+    (MMSeg: its model's), the image's own rescaling does not."""
     settings = InferenceSettings(aug_eval=True, scales=[0.5, 1.0], flip_horizontal=True,
-                                 tta_average="probs")
+                                 tta_average="probs", align_corners=align_corners)
     views = []
     for scale in (0.5, 1.0):
         size = [int(37 * scale + 0.5), int(53 * scale + 0.5)]
@@ -89,8 +92,9 @@ def test_probability_average_softmaxes_each_view_at_the_label_resolution(model, 
             x = scaled[:, :, :, ::-1] if flipped else scaled
             logit = model(x)[0]
             logit = logit[:, :, :, ::-1] if flipped else logit
-            logit = F.interpolate(logit, [37, 53], mode="bilinear")[:, :, :37, :50]
-            logit = F.interpolate(logit, [45, 61], mode="bilinear")
+            logit = F.interpolate(logit, [37, 53], mode="bilinear",
+                                  align_corners=align_corners)[:, :, :37, :50]
+            logit = F.interpolate(logit, [45, 61], mode="bilinear", align_corners=align_corners)
             views.append(F.softmax(logit, axis=1))
     probs = infer_logits(model, image, settings, TRANS_INFO)
     assert probs.shape == [1, NUM_CLASSES, 45, 61]

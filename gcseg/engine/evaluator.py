@@ -39,7 +39,7 @@ def eval_mode(model: paddle.nn.Layer) -> Iterator[None]:
 
 
 SETTING_NAMES = ("aug_eval", "scales", "flip_horizontal", "flip_vertical", "is_slide",
-                 "crop_size", "stride", "precision", "tta_average")
+                 "crop_size", "stride", "precision", "tta_average", "align_corners")
 
 
 def _as_float_list(value: Any) -> List[float]:
@@ -53,7 +53,8 @@ def _as_float_list(value: Any) -> List[float]:
 def settings_from_config(cfg: Any, **flags: Any) -> Dict[str, Any]:
     """The :func:`evaluate` keyword arguments of ``cfg``'s ``test:`` section (PaddleSeg's
     runtime.yml), each overridden by a ``flags`` value that is not None, normalised."""
-    settings = {"precision": "fp32", "tta_average": "logits", **cfg.runtime("test")}
+    settings = {"precision": "fp32", "tta_average": "logits", "align_corners": False,
+                **cfg.runtime("test")}
     settings.update({key: value for key, value in flags.items() if value is not None})
     settings["scales"] = _as_float_list(settings.get("scales", 1.0))
     if settings.get("is_slide") and (not settings.get("crop_size") or not settings.get("stride")):
@@ -96,7 +97,8 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bo
              scales: Union[float, Sequence[float]] = 1.0, flip_horizontal: bool = False,
              flip_vertical: bool = False, is_slide: bool = False,
              crop_size: Optional[Sequence[int]] = None, stride: Optional[Sequence[int]] = None,
-             precision: str = "fp32", tta_average: str = "logits", engine: str = "auto",
+             precision: str = "fp32", tta_average: str = "logits", align_corners: bool = False,
+             engine: str = "auto",
              num_workers: int = 0, print_detail: bool = True, save_dir: Optional[str] = None,
              config_path: Optional[str] = None, model_path: Optional[str] = None,
              release_model: bool = False, auc_roc: bool = False) -> Dict:
@@ -110,7 +112,7 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bo
     settings = InferenceSettings(
         aug_eval=aug_eval, scales=scales, flip_horizontal=flip_horizontal,
         flip_vertical=flip_vertical, is_slide=is_slide, crop_size=crop_size, stride=stride,
-        precision=precision, tta_average=tta_average)
+        precision=precision, tta_average=tta_average, align_corners=align_corners)
     matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
     roc = RocAuc(dataset.num_classes, dataset.ignore_index) if auc_roc else None
     loader = shard_loader(dataset, num_workers)

@@ -8,6 +8,9 @@ undone. ``tta_average="probs"`` averages softmax probabilities instead, as MMSeg
 each view's logits are first mapped back to the label's resolution (through ``trans_info``) and
 only then softmaxed, so the softmax sees the same logits as a single-view prediction would.
 Sizes given as pairs (``crop_size``, ``stride``) are ``(width, height)``, as in PaddleSeg configs.
+Logits are resized back (to the input, then to the label) with ``align_corners`` False, as
+PaddleSeg does; ``align_corners=True`` resizes them as MMSegmentation does for a model that
+itself resizes with ``align_corners=True`` (its 769x769 Cityscapes rows).
 """
 import contextlib
 import math
@@ -58,6 +61,7 @@ class InferenceSettings:
     stride: Optional[Sequence[int]] = None
     precision: str = "fp32"
     tta_average: str = "logits"
+    align_corners: bool = False
 
     def __post_init__(self) -> None:
         scales = (self.scales,) if isinstance(self.scales, (int, float)) else self.scales
@@ -105,11 +109,11 @@ class InferenceSettings:
         return paddle.amp.auto_cast(dtype=AUTOCAST_DTYPES[self.precision], level="O1")
 
 
-def resize(x: paddle.Tensor, size: Sequence[int]) -> paddle.Tensor:
+def resize(x: paddle.Tensor, size: Sequence[int], align_corners: bool = False) -> paddle.Tensor:
     """Bilinear resize of ``[N, C, H, W]`` to ``size = (h, w)``; identity when already there."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=list(size), mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=list(size), mode="bilinear", align_corners=align_corners)
 
 
 def flip(x: paddle.Tensor, direction: Flip) -> paddle.Tensor:
@@ -117,11 +121,12 @@ def flip(x: paddle.Tensor, direction: Flip) -> paddle.Tensor:
     return paddle.flip(x, axis=axes) if axes else x
 
 
-def reverse_transform(logits: paddle.Tensor, trans_info: Sequence) -> paddle.Tensor:
+def reverse_transform(logits: paddle.Tensor, trans_info: Sequence,
+                      align_corners: bool = False) -> paddle.Tensor:
     """Map logits back to the label's resolution by undoing ``trans_info`` in reverse order."""
     for op, (height, width) in reversed(list(trans_info)):
         if op == "resize":
-            logits = resize(logits, (height, width))
+            logits = resize(logits, (height, width), align_corners)
         elif op == "padding":
             logits = logits[:, :, :height, :width]
         else:
@@ -224,7 +229,8 @@ def _view_output(settings: InferenceSettings, trans_info: Sequence) -> ViewOutpu
     """
     if settings.tta_average == "logits":
         return lambda logits: logits
-    return lambda logits: F.softmax(reverse_transform(logits, trans_info), axis=1)
+    return lambda logits: F.softmax(reverse_transform(logits, trans_info, settings.align_corners),
+                                    axis=1)
 
 
 def _scale_sum(model: Forward, image: paddle.Tensor, scale: float, flips: List[Flip],
@@ -239,7 +245,8 @@ def _scale_sum(model: Forward, image: paddle.Tensor, scale: float, flips: List[F
     per_forward = _items_per_forward(_pixels_per_view(*scaled.shape[-2:], settings))
     total = None
     for group in _chunks(flips, per_forward):
-        logits = resize(_flipped_views_logits(model, scaled, group, settings), (height, width))
+        logits = resize(_flipped_views_logits(model, scaled, group, settings), (height, width),
+                        settings.align_corners)
         views = output(logits).sum(axis=0, keepdim=True)  # [1, K, H, W] or [1, K, h, w]
         total = views if total is None else total + views
     return total
@@ -259,4 +266,4 @@ def infer_logits(model: Forward, image: paddle.Tensor, settings: InferenceSettin
     average = total / (len(scales) * len(flips))
     if settings.tta_average == "probs":
         return average  # already at the label's resolution
-    return reverse_transform(average, trans_info)
+    return reverse_transform(average, trans_info, settings.align_corners)

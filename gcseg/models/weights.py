@@ -1,9 +1,12 @@
 """The one place that reads, writes and fetches model weights.
 
 Formats are chosen by extension: ``.pdparams`` (Paddle's pickle, PaddleSeg's checkpoints) and
-``.safetensors``. ``pretrained:`` values may be URLs; they are downloaded once into
-``$GCSEG_HOME/pretrained`` (default ``~/.cache/gcseg/pretrained``). Archives (PaddleSeg's ImageNet
-``.tar.gz``, also ``.tgz``, ``.tar``, ``.zip``), downloaded or local, are unpacked there once.
+``.safetensors``; ``.pth`` / ``.pt`` (PyTorch checkpoints: MMSegmentation's models, MMCV's ImageNet
+backbones) are read without torch (:mod:`gcseg.models.torch_checkpoint`) and their keys renamed
+(:mod:`gcseg.models.mmseg_keys`). ``pretrained:`` values may be URLs or ``open-mmlab://NAME``;
+they are downloaded once into ``$GCSEG_HOME/pretrained`` (default ``~/.cache/gcseg/pretrained``).
+Archives (PaddleSeg's ImageNet ``.tar.gz``, also ``.tgz``, ``.tar``, ``.zip``), downloaded or
+local, are unpacked there once.
 """
 import hashlib
 import http.client
@@ -24,20 +27,32 @@ from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
 from gcseg.errors import CheckpointError, DownloadError
+from gcseg.models.mmseg_keys import mmseg_to_gcseg
+from gcseg.models.torch_checkpoint import torch_state_dict
 from gcseg.staging import make_staging_dir, staging_path
 
 logger = logging.getLogger(__name__)
 
-WEIGHT_EXTENSIONS = (".pdparams", ".safetensors")
+WEIGHT_EXTENSIONS = (".pdparams", ".safetensors")  # what gcseg writes
+TORCH_EXTENSIONS = (".pth", ".pt")
+READABLE_EXTENSIONS = WEIGHT_EXTENSIONS + TORCH_EXTENSIONS
+# MMCV's ImageNet backbones by their open-mmlab:// names (mmengine's hub/openmmlab.json)
+OPENMMLAB_URLS = {
+    "resnet18_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet18_v1c-b5776b93.pth",
+    "resnet50_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth",
+    "resnet101_v1c":
+        "https://download.openmmlab.com/pretrain/third_party/resnet101_v1c-e67eebb6.pth",
+}
+_OPENMMLAB = "open-mmlab://"
 _ARCHIVE_EXTENSIONS = (".tar.gz", ".tgz", ".tar", ".zip")
 _SHOWN_KEYS = 3
 
 
-def _extension(path: str) -> str:
+def _extension(path: str, allowed: tuple = WEIGHT_EXTENSIONS) -> str:
     ext = os.path.splitext(path)[1].lower()
-    if ext not in WEIGHT_EXTENSIONS:
+    if ext not in allowed:
         raise CheckpointError(f"{path}: unsupported weights format '{ext}'; expected "
-                              f"{' or '.join(WEIGHT_EXTENSIONS)}")
+                              f"{', '.join(allowed)}")
     return ext
 
 
@@ -58,13 +73,17 @@ def _to_numpy(value: object) -> np.ndarray:
 
 
 def load_state_dict_file(path: str) -> Dict[str, np.ndarray]:
-    """Read a ``.pdparams`` or ``.safetensors`` file into ``{key: array}``.
+    """Read a ``.pdparams``, ``.safetensors`` or torch ``.pth``/``.pt`` file into
+    ``{key: array}`` with gcseg's keys.
 
     Entries that are not arrays (old Paddle files carry a ``StructuredToParameterName@@``
-    table) are dropped.
+    table) are dropped. Torch files are read without torch or running pickle code, and
+    MMSeg/MMCV keys are renamed.
     """
     _check_weights_file(path)
-    ext = _extension(path)
+    ext = _extension(path, READABLE_EXTENSIONS)
+    if ext in TORCH_EXTENSIONS:
+        return mmseg_to_gcseg(torch_state_dict(path))
     try:
         if ext == ".safetensors":
             raw = load_file(path)
@@ -140,8 +159,10 @@ def _check_keys(layer: nn.Layer, state: Mapping[str, np.ndarray],
                               f"{_first(mismatched)}")
     missing = [key for key in model_state if key not in state]
     if missing:
+        hint = (" (MMSeg checkpoints need a ResNet*_v1c backbone and head_style: mmseg)"
+                if source.lower().endswith(TORCH_EXTENSIONS) else "")
         raise CheckpointError(f"{source}: {len(missing)} {what} tensors are missing from the "
-                              f"checkpoint: {_first(missing)}")
+                              f"checkpoint: {_first(missing)}{hint}")
     unexpected = [key for key in state if key not in model_state]
     if unexpected and what == "model":
         raise CheckpointError(f"{source}: {len(unexpected)} checkpoint tensors do not belong "
@@ -161,6 +182,8 @@ def load_weights(layer: nn.Layer, path_or_url: str, *, what: str = "model") -> N
     if what not in ("model", "backbone"):
         raise ValueError(f"what must be 'model' or 'backbone', got {what!r}")
     path = resolve_pretrained(path_or_url)
+    if path.lower().endswith(TORCH_EXTENSIONS):
+        _check_mmseg_backbone(layer, path)
     state = load_state_dict_file(path)
     if what == "backbone":
         state = _strip_backbone_prefix(state)
@@ -169,6 +192,15 @@ def load_weights(layer: nn.Layer, path_or_url: str, *, what: str = "model") -> N
     layer.set_state_dict({key: state[key].astype(_numpy_dtype(tensor), copy=False)
                           for key, tensor in model_state.items()})
     logger.info("loaded %d tensors into the %s from %s", len(model_state), what, path)
+
+
+def _check_mmseg_backbone(layer: nn.Layer, source: str) -> None:
+    """MMSeg's ResNetV1c weights fit ResNet-vd's keys and shapes but not its computation
+    (shortcut pooling, dilations): refuse them there instead of giving wrong outputs."""
+    backbone = getattr(layer, "backbone", layer)
+    if getattr(backbone, "mmseg_layout", True) is False:
+        raise CheckpointError(f"{source}: MMSeg/MMCV weights need a ResNet*_v1c backbone, not "
+                              f"{type(backbone).__name__} (same keys, different network)")
 
 
 def _numpy_dtype(tensor: paddle.Tensor) -> np.dtype:
@@ -184,9 +216,24 @@ def cache_dir() -> str:
     return os.path.join(home, "pretrained")
 
 
+def openmmlab_url(name: str) -> str:
+    """The download URL of ``open-mmlab://NAME`` (MMCV's ImageNet backbones)."""
+    model = name[len(_OPENMMLAB):]
+    if model not in OPENMMLAB_URLS:
+        raise CheckpointError(f"{name}: unknown open-mmlab model; expected one of "
+                              f"{', '.join(_OPENMMLAB + known for known in OPENMMLAB_URLS)}")
+    return OPENMMLAB_URLS[model]
+
+
 def resolve_pretrained(path_or_url: str) -> str:
     """Return a local weights file for a path (checked), a local archive (unpacked once into the
-    cache) or a URL (downloaded once, cached)."""
+    cache) or a URL or ``open-mmlab://NAME`` (downloaded once, cached)."""
+    if path_or_url.startswith(_OPENMMLAB):
+        url = openmmlab_url(path_or_url)
+        try:
+            return _resolve_url(url)
+        except CheckpointError as error:
+            raise CheckpointError(f"{path_or_url}: {error}") from None
     if urlparse(path_or_url).scheme in ("http", "https"):
         return _resolve_url(path_or_url)
     _check_weights_file(path_or_url)
@@ -218,7 +265,7 @@ def _cache_entry(name: str, key: str) -> str:
 
 
 def _strip_archive_ext(name: str) -> str:
-    for ext in _ARCHIVE_EXTENSIONS + WEIGHT_EXTENSIONS:
+    for ext in _ARCHIVE_EXTENSIONS + READABLE_EXTENSIONS:
         if name.lower().endswith(ext):
             return name[:-len(ext)]
     return name
@@ -268,7 +315,8 @@ def _fetch(url: str, file_path: str) -> None:
             reason = getattr(exc, "reason", None) or exc
         raise DownloadError(
             f"cannot download {url} ({reason}); fetch it on a machine with internet access "
-            f"and pass the local file via `pretrained: /path/to/model.pdparams`") from exc
+            f"and pass the local file via `pretrained: /path/to/{os.path.basename(file_path)}`"
+        ) from exc
 
 
 def _unpack(archive: str, destination: str, source: str) -> None:
@@ -332,11 +380,12 @@ def _unsafe_archive(source: str, reason: str) -> CheckpointError:
 def _find_weights(directory: str, source: str) -> str:
     """The weights file in a cache entry: ``model.pdparams`` if present, else the only one."""
     found = sorted(os.path.join(root, file) for root, _, files in os.walk(directory)
-                   for file in files if file.lower().endswith(WEIGHT_EXTENSIONS))
+                   for file in files if file.lower().endswith(READABLE_EXTENSIONS))
     preferred = [path for path in found if os.path.basename(path) == "model.pdparams"]
     if len(preferred) == 1:
         return preferred[0]
     if len(found) == 1:
         return found[0]
-    raise CheckpointError(f"{source}: expected one .pdparams/.safetensors file in it, found "
+    raise CheckpointError(f"{source}: expected one weights file "
+                          f"({', '.join(READABLE_EXTENSIONS)}) in it, found "
                           f"{len(found)} (cached in {directory})")
