@@ -1,36 +1,53 @@
-"""The MMSegmentation oracle environment, run as a subprocess so torch and Paddle never share a
-process. Its python is $GCSEG_MMSEG_PYTHON, else <repo>/.venv-mmseg/bin/python (built by
-scripts/install_mmseg_oracle.sh). Without it a test skips, except under CI (CI=true), where a
-missing oracle fails the test."""
+"""Running the MMSegmentation oracle: its own Python environment, always in a subprocess, so
+that torch and Paddle never share a process.
+
+The oracle's Python is ``$GCSEG_MMSEG_PYTHON`` or the repository's ``.venv-mmseg`` (built by
+``scripts/install_mmseg_oracle.sh``). Without it the tests that need it skip, except in CI
+(``CI=true``), where a missing oracle is a failure.
+"""
+import json
 import os
 import subprocess
-import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ORACLES = Path(__file__).parent / "oracles"
-TIMEOUT_SECONDS = 600
+ORACLES = ROOT / "tests" / "oracles"
+TIMEOUT_SECONDS = 900
 
 
-def oracle_python() -> Path:
-    """The oracle's python, or skip (fail under CI) when it is absent."""
-    python = Path(os.environ.get("GCSEG_MMSEG_PYTHON") or ROOT / ".venv-mmseg" / "bin" / "python")
-    if python.is_file():
-        return python
-    message = f"mmseg oracle environment not found ({python}; scripts/install_mmseg_oracle.sh)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+def oracle_python() -> Optional[str]:
+    """The oracle environment's interpreter, or None when there is none."""
+    candidate = os.environ.get("GCSEG_MMSEG_PYTHON") or str(ROOT / ".venv-mmseg" / "bin" / "python")
+    return candidate if os.access(candidate, os.X_OK) else None
 
 
-def run_oracle(script: str, *args: str) -> None:
-    """Run tests/oracles/<script> in the oracle environment; its stderr on failure."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
-    done = subprocess.run([str(oracle_python()), str(ORACLES / script), *map(str, args)],
-                          env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr)
-        raise AssertionError(f"mmseg oracle {script} exited {done.returncode}: "
-                             f"{done.stderr.strip().splitlines()[-1:]}")
+def require_oracle_python() -> str:
+    """The oracle's interpreter; skips the test without one (fails in CI)."""
+    python = oracle_python()
+    if python is None:
+        reason = ("no mmseg oracle environment: run scripts/install_mmseg_oracle.sh or set "
+                  "GCSEG_MMSEG_PYTHON")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return python
+
+
+def run_oracle(script: str, *args: str) -> str:
+    """Run ``tests/oracles/<script>`` with the oracle's Python; returns its stdout."""
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    result = subprocess.run([require_oracle_python(), str(ORACLES / script), *args],
+                            capture_output=True, text=True, timeout=TIMEOUT_SECONDS, env=env)
+    if result.returncode != 0:
+        raise AssertionError(f"oracle {script} failed (rc {result.returncode}):\n"
+                             f"{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def run_gcnet_oracle(out_dir: Path, **settings) -> Path:
+    """Run the mmseg GCNet oracle (see tests/oracles/mmseg_gcnet.py) into ``out_dir``."""
+    run_oracle("mmseg_gcnet.py", str(out_dir), json.dumps(settings))
+    return out_dir

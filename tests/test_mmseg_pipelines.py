@@ -12,7 +12,7 @@ import pytest
 import datagen
 from gcseg.config import Config
 from gcseg.data.datasets import sample_seed
-from mmseg_oracle import oracle_python, run_oracle
+from mmseg_oracle import require_oracle_python, run_oracle
 
 ROOT = Path(__file__).resolve().parents[1]
 MMSEG_CONFIGS = ROOT / "configs" / "mmseg"
@@ -80,11 +80,11 @@ def cases_and_expected(roots: dict) -> tuple:
 
 @pytest.fixture(scope="module")
 def compared(roots, tmp_path_factory):
-    oracle_python()
+    require_oracle_python()
     request, ours = cases_and_expected(roots)
     work = tmp_path_factory.mktemp("oracle")
     (work / "request.json").write_text(json.dumps(request))
-    run_oracle("mmseg_pipeline.py", work / "request.json", work / "result.npz")
+    run_oracle("mmseg_pipeline.py", str(work / "request.json"), str(work / "result.npz"))
     with np.load(work / "result.npz") as result:
         theirs = {key: (result[f"{key}/img"], result[f"{key}/label"]) for key in ours}
     return ours, theirs
