@@ -89,6 +89,8 @@ def test_random_crop_size_is_height_width_and_never_pads():
     assert out["img"].shape == (4, 6, 3) and out["label"].shape == (4, 6)
     small = M.RandomCrop(crop_size=[64, 64])(sample(10, 20))
     assert small["img"].shape == (10, 20, 3)
+    with pytest.raises(ConfigError, match=r"RandomCrop.crop_size: .*\[height, width\]"):
+        M.RandomCrop(crop_size=[512])
 
 
 def test_random_crop_takes_the_same_window_from_image_and_label():

@@ -90,8 +90,8 @@ class RandomCrop:
 
     def __init__(self, crop_size: Union[int, Sequence[int]], cat_max_ratio: float = 1.0,
                  ignore_index: int = 255) -> None:
-        height, width = _size_pair("RandomCrop", "crop_size", crop_size, allow_int=True)
-        self.crop_size = (height, width)  # given as (h, w), as MMSeg's configs write it
+        self.crop_size = _size_pair("RandomCrop", "crop_size", crop_size, allow_int=True,
+                                    order="height, width")  # as MMSeg's configs write it
         self.cat_max_ratio = _number("RandomCrop", "cat_max_ratio", cat_max_ratio, 1e-12)
         self.ignore_index = ignore_index
 

@@ -40,15 +40,17 @@ INTERPOLATIONS = {
 
 
 # ----------------------------------------------------------------------------- argument checks
-def _size_pair(transform: str, arg: str, value: Any, allow_int: bool = False) -> Tuple[int, int]:
-    """``value`` as (w, h) of two positive ints (an int means a square when ``allow_int``)."""
+def _size_pair(transform: str, arg: str, value: Any, allow_int: bool = False,
+               order: str = "width, height") -> Tuple[int, int]:
+    """``value`` as a pair of two positive ints, (w, h) unless ``order`` says otherwise (an int
+    means a square when ``allow_int``)."""
     if allow_int and isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
         isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
     if not ok:
         expected = "an int or " if allow_int else ""
-        raise ConfigError(f"{transform}.{arg}: expected {expected}[width, height] of 2 positive "
+        raise ConfigError(f"{transform}.{arg}: expected {expected}[{order}] of 2 positive "
                           f"ints, got {value!r}")
     return int(value[0]), int(value[1])
 
