@@ -70,20 +70,6 @@ def data_opts(path: Path, data_roots: dict) -> list:
             for key in ("train_dataset", "val_dataset")]
 
 
-def interim_model_opts(path: Path) -> list:
-    """configs/mmseg models built with the ResNet-vd backbone of the same depth and the
-    PaddleSeg head, until ResNet*_v1c and the MMSeg head style (issue 14, branch issue14a) are
-    merged; then this override goes."""
-    if path.parent != MMSEG_DIR:
-        return []
-    model = Config(path).dic["model"]
-    depth = "101" if "101" in model["backbone"]["type"] else "50"
-    vd_model = {"type": "GCNet", "backbone": {"type": f"ResNet{depth}_vd", "output_stride": 8},
-                "gc_channels": model["gc_channels"], "ratio": model["ratio"],
-                "enable_auxiliary_loss": True, "align_corners": model["align_corners"]}
-    return [f"model={json.dumps(vd_model)}"]
-
-
 def tiny_crop(transforms: list) -> list:
     """The train transforms with 64x64 crops (PaddleSeg's or MMSeg's) from small images."""
     for transform in transforms:
@@ -102,7 +88,7 @@ def test_one_training_step_at_a_tiny_crop(name, data_roots):
     """The config's own model, loss and optimizer, with its train transforms at a 64x64 crop."""
     path = CONFIG_DIR / name
     transforms = tiny_crop(Config(path).dic["train_dataset"]["transforms"])
-    cfg = Config(path, NO_PRETRAINED + data_opts(path, data_roots) + interim_model_opts(path) + [
+    cfg = Config(path, NO_PRETRAINED + data_opts(path, data_roots) + [
         f"train_dataset.transforms={json.dumps(transforms)}", "batch_size=2"])
     samples = [cfg.train_dataset[i] for i in range(cfg.batch_size)]
     images = paddle.to_tensor(np.stack([s["img"] for s in samples]))  # [2, 3, 64, 64]
@@ -210,6 +196,7 @@ def test_mmseg_config_name_agrees_with_its_contents(path):
         assert np.allclose(np.array(normalize["std"]) * 255, MMSEG_MEAN_STD[1])
     test = cfg.runtime("test")
     assert test["is_slide"] is (crop_h == "769")
+    assert test.get("align_corners", False) is dic["model"]["align_corners"]  # resized back alike
     if crop_h == "769":
         assert (test["crop_size"], test["stride"]) == ([769, 769], [513, 513])
 
@@ -233,7 +220,7 @@ def test_mmseg_recipe_for_every_mmseg_row(path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_builds_model_and_datasets(path, data_roots):
-    cfg = Config(path, NO_PRETRAINED + data_opts(path, data_roots) + interim_model_opts(path))
+    cfg = Config(path, NO_PRETRAINED + data_opts(path, data_roots))
     model = built_model(cfg)
     num_classes = cfg.dataset_num_classes()
     shapes = state_shapes(model)

@@ -15,9 +15,8 @@ from gcseg.engine.trainer import Hook, StepResult, Trainer, TrainSettings
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "mmseg" / \
     "gcnet_r50-d8_4xb2-40k_cityscapes-512x1024.yml"
 SHRINK = 8  # 2048x1024 scale -> 256x128, 512x1024 crops -> 64x128
-# Until ResNet18_v1c and the MMSeg head style are merged (issue 14, branch issue14a) the run uses
-# ResNet18_vd; then: ResNet18_v1c with contract_dilation and head_style mmseg.
-TINY_MODEL = {"type": "GCNet", "backbone": {"type": "ResNet18_vd", "output_stride": 8},
+TINY_MODEL = {"type": "GCNet", "head_style": "mmseg",
+              "backbone": {"type": "ResNet18_v1c", "output_stride": 8, "contract_dilation": True},
               "gc_channels": 32, "ratio": 0.25, "enable_auxiliary_loss": True,
               "align_corners": False}
 
