@@ -21,7 +21,8 @@ from gcseg.data.transforms import read_image
 from gcseg.errors import DataError
 
 SPLITS = ("train_dataset", "val_dataset")
-FULL_CHECK_HINT = "run scripts/check_dataset.py --config <config> for a full report"
+FULL_CHECK_HINT = ("scripts/check_dataset.py --config <config> finds every bad file of the "
+                   "datasets at once")
 
 
 @dataclasses.dataclass
