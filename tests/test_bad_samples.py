@@ -236,11 +236,13 @@ def test_val_with_workers_names_the_bad_label(tmp_path):
 
 
 def test_two_processes_end_when_only_rank_1_meets_the_bad_sample(tmp_path):
-    """Rank r takes sample ``order[2 b + r]`` in step b+1: the bad one is rank 1's second.
-    Both ranks stop at that step, rank 0 saves step 1 first, and the launcher exits non-zero."""
+    """Rank r takes sample ``order[2 b + r]`` in step b+1: the bad one is rank 1's second
+    (not sample 0, which the start-up check reads on every rank). Both ranks stop at that step,
+    rank 0 saves step 1 first, and the launcher exits non-zero."""
     from gcseg.data.loader import epoch_permutation
-    data = make_data(tmp_path / "data")
-    index = int(epoch_permutation(4, SEED, 0)[3])
+    data = make_data(tmp_path / "data", n_train=6)
+    index = int(epoch_permutation(6, SEED, 0)[3])
+    assert index != 0
     bad = spoil(file_list(data, "train")[index], "image")
     command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
                "--log_dir", str(tmp_path / "logs"), str(SCRIPTS / "train.py"),

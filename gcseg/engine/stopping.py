@@ -25,12 +25,16 @@ GRACE_SECONDS = 20.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Terminated(BaseException):
-    """Raised for SIGTERM where SIGINT raises KeyboardInterrupt; ends the run with 128 + 15."""
+class Terminated(SystemExit):
+    """Raised for SIGTERM where SIGINT raises KeyboardInterrupt: a SystemExit with code
+    ``128 + signum``, as a process killed by the signal reports it."""
 
     def __init__(self, signum: int = signal.SIGTERM) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        super().__init__(128 + signum)
         self.signum = signum
+
+    def __str__(self) -> str:
+        return f"stopped by {signal.Signals(self.signum).name}"
 
 
 class StopRequested(Exception):

@@ -267,6 +267,7 @@ class Trainer:
                                   num_workers=settings.num_workers, rank=self.rank,
                                   world_size=self.world_size, start=position,
                                   timeout=settings.loader_timeout)
+        self.position = self.loader.position  # of the batch after iteration ``iter``
         self.between_steps = False  # the weights are those of iteration ``iter``
         main = is_main_process()
         self.vdl = VdlWriter(settings.save_dir) if settings.use_vdl and main else None
@@ -303,7 +304,7 @@ class Trainer:
 
     def train_state(self) -> Dict[str, Any]:
         """What a checkpoint holds beyond weights and optimizer (see Checkpointer)."""
-        return {"position": self.loader.position, "seed": self.seed,
+        return {"position": self.position, "seed": self.seed,
                 "amp": self.precision.state_dict()}
 
     def last_checkpoint(self) -> Optional[str]:
@@ -367,7 +368,7 @@ class Trainer:
             start = time.perf_counter()
             self.between_steps = True
             images, labels = self._next_batch(batches)
-            self.between_steps = False
+            self.between_steps, self.position = False, self.loader.position
             reader_cost = time.perf_counter() - start
             self.iter += 1
             step = self.run_step(images, labels)
