@@ -27,32 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 RUN_TIMEOUT = 240  # a hang fails here; a healthy run takes seconds
 HINT = "scripts/check_dataset.py"
-SEED = 3
-
-CONFIG = """
-batch_size: 1
-iters: {iters}
-model:
-  type: GCNet
-  backbone: {{type: ResNet18_vd, output_stride: 8}}
-  gc_channels: 16
-optimizer: {{type: SGD, momentum: 0.9}}
-lr_scheduler: {{type: PolynomialDecay, learning_rate: 0.01}}
-loss: {{types: [{{type: CrossEntropyLoss}}], coef: [1, 0.4]}}
-train_dataset:
-  type: Cityscapes
-  dataset_root: {root}
-  mode: train
-  transforms: [{{type: RandomPaddingCrop, crop_size: [64, 32]}}, {{type: Normalize}}]
-val_dataset:
-  type: Cityscapes
-  dataset_root: {root}
-  mode: val
-  transforms: [{{type: Normalize}}]
-global: {{device: cpu, num_workers: 0}}
-train: {{log_iters: 1, save_interval: 100, seed: %d}}
-test: {{}}
-""" % SEED
+SEED = 7  # test_trainer's tiny config
 
 
 def make_data(root: Path, n_train: int = 4, n_val: int = 3) -> Path:
@@ -60,10 +35,11 @@ def make_data(root: Path, n_train: int = 4, n_val: int = 3) -> Path:
     return make_cityscapes_tree(root, n_train=n_train, n_val=n_val)
 
 
-def write_config(tmp_path: Path, data: Path, iters: int = 4) -> Path:
-    path = tmp_path / "run.yml"
-    path.write_text(CONFIG.format(iters=iters, root=data))
-    return path
+def write_config(tmp_path: Path, data: Path) -> Path:
+    """test_trainer's tiny GCNet-R18 config over ``data`` (which must be ``tmp_path/data``)."""
+    from test_trainer import write_tiny_config
+    assert data == tmp_path / "data"
+    return write_tiny_config(tmp_path)
 
 
 def file_list(data: Path, mode: str) -> list:
@@ -112,7 +88,7 @@ def bad_dataset(tmp_path: Path, mode: str, kind: str, position: str):
     index = {"first": 0, "middle": 2, "last": 4}[position]
     if kind != "transform":
         bad = spoil(pairs[index], kind)
-    cfg = Config(write_config(tmp_path, data))
+    cfg = Config(write_config(tmp_path, data), ["batch_size=1"])
     dataset = cfg.train_dataset if mode == "train" else cfg.val_dataset
     if kind == "transform":
         bad = pairs[index][0]
@@ -175,11 +151,12 @@ def test_predict_skips_an_image_a_transform_fails_on(tmp_path):
 
 
 # ----------------------------------------------------------------- the scripts
-NOISE_FREE = re.compile(r"^(error: |stopped by |interrupted)")
+GLOG = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ ")  # Paddle's C++ log, e.g. at exit
 
 
 def last_line(stderr: str) -> str:
-    return [line for line in stderr.splitlines() if line.strip()][-1]
+    """The last line of ``stderr`` that is not a log line of Paddle's C++ side."""
+    return [line for line in stderr.splitlines() if line.strip() and not GLOG.match(line)][-1]
 
 
 def run_script(script: str, *args, timeout: int = RUN_TIMEOUT) -> subprocess.CompletedProcess:
@@ -207,8 +184,8 @@ def test_training_saves_the_steps_made_then_names_the_bad_label(tmp_path):
     index = 2
     bad = spoil(file_list(data, "train")[index], "label")
     steps_before = epoch_position(data, index)
-    result = run_script("train.py", "--config", write_config(tmp_path, data),
-                        "--save_dir", tmp_path / "out")
+    result = run_script("train.py", "--config", write_config(tmp_path, data), "--batch_size", "1",
+                        "--save_interval", "100", "--save_dir", tmp_path / "out")
     line = assert_ends_with_one_line(result, 2, "error: ", bad, "neither class ids", HINT)
     assert checkpoints(tmp_path / "out") == ([steps_before] if steps_before else []), line
 
@@ -217,7 +194,7 @@ def test_evaluation_during_training_with_workers_names_the_corrupt_image(tmp_pat
     data = make_data(tmp_path / "data")
     bad = spoil(file_list(data, "val")[2], "image")
     result = run_script("train.py", "--config", write_config(tmp_path, data), "--do_eval",
-                        "--save_interval", "1", "--num_workers", "2",
+                        "--batch_size", "1", "--save_interval", "1", "--num_workers", "2",
                         "--save_dir", tmp_path / "out")
     assert_ends_with_one_line(result, 2, "error: ", bad, "cannot read image", HINT)
     assert checkpoints(tmp_path / "out") == [1]
@@ -246,7 +223,8 @@ def test_two_processes_end_when_only_rank_1_meets_the_bad_sample(tmp_path):
     bad = spoil(file_list(data, "train")[index], "image")
     command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
                "--log_dir", str(tmp_path / "logs"), str(SCRIPTS / "train.py"),
-               "--config", str(write_config(tmp_path, data)), "--save_dir", str(tmp_path / "out")]
+               "--config", str(write_config(tmp_path, data)), "--batch_size", "1",
+               "--save_interval", "100", "--save_dir", str(tmp_path / "out")]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("GCSEG_DEBUG", None)
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -269,8 +247,8 @@ def start_stuck_training(tmp_path: Path, workers: int, *extra: str) -> tuple:
     save_dir = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, __file__, slow, str(SCRIPTS / "train.py"), "--config",
-         str(write_config(tmp_path, data)), "--save_dir", str(save_dir), "--num_workers",
-         str(workers), *extra], stderr=subprocess.PIPE, text=True,
+         str(write_config(tmp_path, data)), "--batch_size", "1", "--save_interval", "100",
+         "--save_dir", str(save_dir), "--num_workers", str(workers), *extra], stderr=subprocess.PIPE, text=True,
         env={key: value for key, value in os.environ.items() if key != "GCSEG_DEBUG"})
     lines = []
     for line in process.stderr:  # ends at the process's end if it never gets there
