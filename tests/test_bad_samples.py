@@ -200,14 +200,20 @@ def test_evaluation_during_training_with_workers_names_the_corrupt_image(tmp_pat
     assert checkpoints(tmp_path / "out") == [1]
 
 
-def test_val_with_workers_names_the_bad_label(tmp_path):
+def untrained_weights(config: Path) -> Path:
+    """The config's model, as initialised, saved beside the config (val.py needs weights)."""
     import paddle
+    from gcseg.config import Config
+    path = config.parent / "model.pdparams"
+    paddle.save(Config(config).model.state_dict(), str(path))
+    return path
+
+
+def test_val_with_workers_names_the_bad_label(tmp_path):
     data = make_data(tmp_path / "data")
     bad = spoil(file_list(data, "val")[0], "label")
     config = write_config(tmp_path, data)
-    from gcseg.config import Config
-    paddle.save(Config(config).model.state_dict(), str(tmp_path / "model.pdparams"))
-    result = run_script("val.py", "--config", config, "--model_path", tmp_path / "model.pdparams",
+    result = run_script("val.py", "--config", config, "--model_path", untrained_weights(config),
                         "--num_workers", "2", "--engine", "dygraph")
     assert_ends_with_one_line(result, 2, "error: ", bad, HINT)
 
@@ -239,22 +245,31 @@ def test_two_processes_end_when_only_rank_1_meets_the_bad_sample(tmp_path):
 
 
 # ----------------------------------------------------------------- a stuck loader, signals
-def start_stuck_training(tmp_path: Path, workers: int, *extra: str) -> tuple:
-    """train.py whose training sample at epoch position 2 sleeps for an hour: two steps are
-    made, then the loader blocks. Returns (process, save_dir) once step 2 is logged."""
-    data = make_data(tmp_path / "data")
-    slow = Path(file_list(data, "train")[int(epoch_permutation_at(data, 2))][0]).name
-    save_dir = tmp_path / "out"
+def start_stuck(slow: str, script: str, *args, ready: str) -> tuple:
+    """``script`` with every sample whose image path contains ``slow`` sleeping for an hour.
+    Returns (process, stderr lines so far) once a stderr line holds ``ready``."""
     process = subprocess.Popen(
-        [sys.executable, __file__, slow, str(SCRIPTS / "train.py"), "--config",
-         str(write_config(tmp_path, data)), "--batch_size", "1", "--save_interval", "100",
-         "--save_dir", str(save_dir), "--num_workers", str(workers), *extra], stderr=subprocess.PIPE, text=True,
+        [sys.executable, __file__, slow, str(SCRIPTS / script), *map(str, args)],
+        stderr=subprocess.PIPE, text=True,
         env={key: value for key, value in os.environ.items() if key != "GCSEG_DEBUG"})
     lines = []
     for line in process.stderr:  # ends at the process's end if it never gets there
         lines.append(line)
-        if "iter: 2/" in line:
+        if ready in line:
             break
+    return process, lines
+
+
+def start_stuck_training(tmp_path: Path, workers: int, *extra: str) -> tuple:
+    """train.py whose training sample at epoch position 2 sleeps: two steps are made, then
+    the loader blocks. Returns (process, save_dir, stderr lines) once step 2 is logged."""
+    data = make_data(tmp_path / "data")
+    slow = Path(file_list(data, "train")[int(epoch_permutation_at(data, 2))][0]).name
+    save_dir = tmp_path / "out"
+    process, lines = start_stuck(
+        slow, "train.py", "--config", write_config(tmp_path, data), "--batch_size",
+        "1", "--save_interval", "100", "--save_dir", save_dir, "--num_workers", workers, *extra,
+        ready="iter: 2/")
     return process, save_dir, lines
 
 
@@ -294,6 +309,19 @@ def test_a_loader_that_yields_nothing_is_reported_after_the_timeout(tmp_path):
     assert line.startswith("error: training data loader: no data for 2 s"), line
     assert "--loader_timeout" in line and HINT in line
     assert checkpoints(save_dir) == [2]
+
+
+def test_sigterm_while_val_waits_for_a_stuck_worker_ends_it(tmp_path):
+    data = make_data(tmp_path / "data")
+    config = write_config(tmp_path, data)
+    slow = Path(file_list(data, "val")[1][0]).name
+    process, lines = start_stuck(slow, "val.py", "--config", config, "--model_path",
+                                 untrained_weights(config), "--num_workers", 2,
+                                 "--engine", "dygraph", ready=f"sleeping on {slow}")
+    process.send_signal(signal.SIGTERM)
+    stderr = finish(process, lines)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "Traceback" not in stderr and last_line(stderr) == "stopped by SIGTERM"
 
 
 # ----------------------------------------------------------------- the watchdog alone
@@ -346,6 +374,7 @@ def run_with_slow_samples(slow: str, script: str) -> None:
 
     def sleepy(self, idx):
         if slow in self.file_list[idx][0]:
+            print(f"sleeping on {slow}", file=sys.stderr, flush=True)
             time.sleep(3600)
         return original(self, idx)
     SegDataset.__getitem__ = sleepy

@@ -356,6 +356,7 @@ class Trainer:
             signum = stopping.requested() or signal.SIGTERM  # SIGTERM: another rank's signal
             logger.info("stopped by %s at iter %d", signal.Signals(signum).name, self.iter)
             ending = stopping.signal_exception(signum)
+        self.between_steps = False  # this thread saves now, not the watchdog's last resort
         for hook in self.hooks:
             hook.after_train(self)
         if ending is not None:
