@@ -9,6 +9,8 @@ from typing import List
 import paddle
 import paddle.distributed as dist
 
+from gcseg.errors import TrainingError, first_line
+
 
 def get_rank() -> int:
     return dist.get_rank()
@@ -41,7 +43,11 @@ def any_process(*flags: bool) -> List[bool]:
     that stopped alone would leave the others waiting in their next collective)."""
     if get_world_size() <= 1:
         return list(flags)
-    counts = all_reduce_sum(paddle.to_tensor([float(flag) for flag in flags]))
+    try:
+        counts = all_reduce_sum(paddle.to_tensor([float(flag) for flag in flags]))
+    except Exception as error:  # e.g. gloo's TIMEOUT once a peer process has ended
+        raise TrainingError(f"rank {get_rank()}: another process has ended (all-reduce failed: "
+                            f"{first_line(error)})") from error
     return [bool(count > 0) for count in counts.numpy()]
 
 

@@ -386,6 +386,8 @@ class Trainer:
             failure = error
         except stopping.StopRequested:
             pass
+        if failure is not None or stopping.requested() is not None:
+            self.save_between_steps()  # before the collective, in case a rank never joins it
         self.agree_to_stop(batch is None and failure is None, failure is not None, failure)
         return batch
 
@@ -399,8 +401,9 @@ class Trainer:
             raise stopping.StopRequested
 
     def save_between_steps(self) -> None:
-        """The stop watchdog's last resort (the main thread is stuck): save the checkpoint if
-        the loop is between steps, so the weights are complete."""
+        """Save the checkpoint of the steps made since the last one, if the loop is between
+        steps (the weights are complete). Also the stop watchdog's last resort, from its
+        thread, when the main thread is stuck."""
         if self.between_steps:
             for hook in self.hooks:
                 if isinstance(hook, CheckpointHook):
