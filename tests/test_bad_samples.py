@@ -59,11 +59,10 @@ def spoil(pair: tuple, kind: str) -> str:
     return label
 
 
-def epoch_position(data: Path, index: int, world_size: int = 1) -> int:
-    """Where sample ``index`` comes in the first training epoch (the sampler's order)."""
+def epoch_order(data: Path) -> list:
+    """The training samples' indices in the order of the first epoch (the sampler's)."""
     from gcseg.data.loader import epoch_permutation
-    order = epoch_permutation(len(file_list(data, "train")), SEED, 0).tolist()
-    return order.index(index)
+    return epoch_permutation(len(file_list(data, "train")), SEED, 0).tolist()
 
 
 # ----------------------------------------------------------------- the loaders, in process
@@ -183,7 +182,7 @@ def test_training_saves_the_steps_made_then_names_the_bad_label(tmp_path):
     data = make_data(tmp_path / "data")
     index = 2
     bad = spoil(file_list(data, "train")[index], "label")
-    steps_before = epoch_position(data, index)
+    steps_before = epoch_order(data).index(index)
     result = run_script("train.py", "--config", write_config(tmp_path, data), "--batch_size", "1",
                         "--save_interval", "100", "--save_dir", tmp_path / "out")
     line = assert_ends_with_one_line(result, 2, "error: ", bad, "neither class ids", HINT)
@@ -222,9 +221,8 @@ def test_two_processes_end_when_only_rank_1_meets_the_bad_sample(tmp_path):
     """Rank r takes sample ``order[2 b + r]`` in step b+1: the bad one is rank 1's second
     (not sample 0, which the start-up check reads on every rank). Both ranks stop at that step,
     rank 0 saves step 1 first, and the launcher exits non-zero."""
-    from gcseg.data.loader import epoch_permutation
     data = make_data(tmp_path / "data", n_train=6)
-    index = int(epoch_permutation(6, SEED, 0)[3])
+    index = epoch_order(data)[3]
     assert index != 0
     bad = spoil(file_list(data, "train")[index], "image")
     command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
@@ -264,18 +262,13 @@ def start_stuck_training(tmp_path: Path, workers: int, *extra: str) -> tuple:
     """train.py whose training sample at epoch position 2 sleeps: two steps are made, then
     the loader blocks. Returns (process, save_dir, stderr lines) once step 2 is logged."""
     data = make_data(tmp_path / "data")
-    slow = Path(file_list(data, "train")[int(epoch_permutation_at(data, 2))][0]).name
+    slow = Path(file_list(data, "train")[epoch_order(data)[2]][0]).name
     save_dir = tmp_path / "out"
     process, lines = start_stuck(
         slow, "train.py", "--config", write_config(tmp_path, data), "--batch_size",
         "1", "--save_interval", "100", "--save_dir", save_dir, "--num_workers", workers, *extra,
         ready="iter: 2/")
     return process, save_dir, lines
-
-
-def epoch_permutation_at(data: Path, position: int) -> int:
-    from gcseg.data.loader import epoch_permutation
-    return epoch_permutation(len(file_list(data, "train")), SEED, 0)[position]
 
 
 def finish(process: subprocess.Popen, lines: list) -> str:
