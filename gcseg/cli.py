@@ -21,23 +21,34 @@ def debug_requested(argv: Optional[List[str]] = None) -> bool:
 
 
 def main_guard(main: Callable[[], Optional[int]], needs_paddle: bool = True) -> None:
-    """Run a script's ``main`` and exit: 0, its own code, 2 on a user error, 130 on Ctrl-C.
+    """Run a script's ``main`` and exit: 0, its own code, 2 on a user error, 130 on Ctrl-C,
+    143 on SIGTERM. Signals end the run even when it is blocked (see
+    :mod:`gcseg.engine.stopping`), and an exit that hangs (a stuck loader worker) is forced.
 
     A script that ``needs_paddle`` first checks the installed Paddle: none or two builds stop it
     with one line saying how to install or repair, an untested version is named in one line."""
+    from gcseg.engine import stopping
     try:
         if needs_paddle:
             for line in check_paddle():
                 print(f"warning: {line}", file=sys.stderr)
-        code = main() or 0
+        with stopping.handling_signals():
+            code = main() or 0
     except GcsegError as error:
         if debug_requested():
+            stopping.exit_soon(2)
             raise
         print(f"error: {error}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
+    except stopping.Terminated as stop:
+        print(str(stop), file=sys.stderr)
+        code = 128 + stop.signum
+    sys.stdout.flush()
+    sys.stderr.flush()
+    stopping.exit_soon(code)
     sys.exit(code)
 
 
@@ -80,6 +91,19 @@ def _add_switch(group: argparse._ArgumentGroup, name: str, text: str,
                        help=f"{text} (--no_{name}: off; default: the config's test.{name})")
     group.add_argument(*(f"--no_{spelling}" for spelling in spellings), dest=name,
                        action="store_false", default=None, help=argparse.SUPPRESS)
+
+
+def add_loader_timeout_arg(parser: argparse.ArgumentParser) -> None:
+    from gcseg.data.guard import DEFAULT_LOADER_TIMEOUT
+    parser.add_argument("--loader_timeout", type=positive(float, "--loader_timeout"),
+                        default=None, metavar="SECONDS",
+                        help="end the run when the data loader produces nothing for this long "
+                             f"(default {DEFAULT_LOADER_TIMEOUT:g})")
+
+
+def loader_timeout(args: argparse.Namespace) -> Dict[str, float]:
+    """``{"loader_timeout": --loader_timeout}`` when the flag is given, else nothing."""
+    return {} if args.loader_timeout is None else {"loader_timeout": args.loader_timeout}
 
 
 def add_inference_args(parser: argparse.ArgumentParser, aug_alias: Optional[str] = None) -> None:

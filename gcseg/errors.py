@@ -32,3 +32,10 @@ class UsageError(GcsegError):
 
 class TrainingError(GcsegError):
     """Training cannot go on (non-finite loss, out of memory, disk full)."""
+
+
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """The first non-empty line of ``error``'s message (its type name if it has none), for
+    one-line reports of errors that are not gcseg's own (Paddle's span many lines)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:limit]

@@ -39,6 +39,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep_checkpoint_max", type=cli.positive(int, "--keep_checkpoint_max"),
                         default=None)
     parser.add_argument("--num_workers", type=int, default=None)
+    cli.add_loader_timeout_arg(parser)
     parser.add_argument("--do_eval", action="store_true", default=None)
     parser.add_argument("--log_iters", type=cli.positive(int, "--log_iters"), default=None)
     parser.add_argument("--use_vdl", action="store_true", default=None,

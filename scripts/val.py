@@ -27,6 +27,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="write eval_results.json and confusion_matrix.png here")
     parser.add_argument("--num_workers", type=int, default=None,
                         help="data loading processes (default: the config's global.num_workers)")
+    cli.add_loader_timeout_arg(parser)
     parser.add_argument("--engine", choices=("auto", "predictor", "dygraph"), default="auto",
                         help="forward pass: Paddle Inference predictor (oneDNN, faster on CPU), "
                              "dygraph, or auto (predictor on CPU when it matches dygraph)")
@@ -52,7 +53,7 @@ def main() -> int:
     model = cfg.model
     load_weights(model, args.model_path)
     evaluate(model, cfg.val_dataset, **cli.inference_settings(args, cfg),
-             engine=args.engine, save_dir=args.save_dir,
+             engine=args.engine, save_dir=args.save_dir, **cli.loader_timeout(args),
              num_workers=cfg.runtime("global")["num_workers"] if args.num_workers is None
              else args.num_workers,
              config_path=str(cfg.path), model_path=args.model_path, release_model=True,

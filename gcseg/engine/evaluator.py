@@ -3,6 +3,8 @@
 Under ``paddle.distributed.launch`` every process evaluates its own shard of the dataset
 (every image exactly once) and the confusion matrices are summed, so the result equals the
 single-process one. Call it on every rank; only the main process prints and writes files.
+A bad sample or a stop signal on any rank ends the evaluation on every rank (one line, see
+:mod:`gcseg.data.guard`).
 """
 import contextlib
 import dataclasses
@@ -16,10 +18,12 @@ import paddle
 import paddle.nn.functional as F
 from tqdm import tqdm
 
+from gcseg.data.guard import DEFAULT_LOADER_TIMEOUT, SafeDataset, WaitedBatches
 from gcseg.deploy.engine import engine_name, inference_forward
-from gcseg.engine.distributed import is_main_process, shard_indices
+from gcseg.engine.distributed import any_process, is_main_process, shard_indices
 from gcseg.engine.inference import Forward, InferenceSettings, infer_logits
 from gcseg.engine.metrics import ConfusionMatrix, RocAuc
+from gcseg.engine.stopping import StopRequested, handling_signals
 from gcseg.errors import DataError, UsageError
 
 RESULTS_FILE = "eval_results.json"
@@ -68,8 +72,9 @@ def _single_item(batch: List[dict]) -> dict:
 
 
 def shard_loader(dataset: paddle.io.Dataset, num_workers: int = 0) -> paddle.io.DataLoader:
-    """Batch-1 loader over this process's shard; items come out as the dataset made them."""
-    shard = paddle.io.Subset(dataset, shard_indices(len(dataset)))
+    """Batch-1 loader over this process's shard; items come out as the dataset made them
+    (or as failure items, see :mod:`gcseg.data.guard`)."""
+    shard = paddle.io.Subset(SafeDataset(dataset), shard_indices(len(dataset)))
     return paddle.io.DataLoader(shard, batch_size=1, shuffle=False, num_workers=num_workers,
                                 collate_fn=_single_item)
 
@@ -93,15 +98,36 @@ def _update(matrix: ConfusionMatrix, model: Forward, item: dict, settings: Infer
         roc.update(label, logits if settings.tta_average == "probs" else F.softmax(logits, axis=1))
 
 
+def _evaluate_shard(matrix: ConfusionMatrix, forward: Forward, batches: WaitedBatches,
+                    settings: InferenceSettings, roc: Optional[RocAuc], show: bool) -> None:
+    for item in tqdm(batches, desc="eval", unit="img", disable=not show, dynamic_ncols=True):
+        _update(matrix, forward, item, settings, roc)
+
+
+def _agree_on_ending(error: Optional[Exception]) -> None:
+    """Raise on every process when any of them met a bad sample or a stop signal (the others
+    would wait for it in the confusion-matrix all-reduce)."""
+    failed, stopped = any_process(isinstance(error, DataError),
+                                  isinstance(error, StopRequested))
+    if error is not None:
+        raise error
+    if failed:
+        raise DataError("evaluation stopped: another process met a bad sample (its log names "
+                        "the file)")
+    if stopped:
+        raise StopRequested
+
+
 def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bool = False,
              scales: Union[float, Sequence[float]] = 1.0, flip_horizontal: bool = False,
              flip_vertical: bool = False, is_slide: bool = False,
              crop_size: Optional[Sequence[int]] = None, stride: Optional[Sequence[int]] = None,
              precision: str = "fp32", tta_average: str = "logits", align_corners: bool = False,
-             engine: str = "auto",
-             num_workers: int = 0, print_detail: bool = True, save_dir: Optional[str] = None,
-             config_path: Optional[str] = None, model_path: Optional[str] = None,
-             release_model: bool = False, auc_roc: bool = False) -> Dict:
+             engine: str = "auto", num_workers: int = 0,
+             loader_timeout: float = DEFAULT_LOADER_TIMEOUT, print_detail: bool = True,
+             save_dir: Optional[str] = None, config_path: Optional[str] = None,
+             model_path: Optional[str] = None, release_model: bool = False,
+             auc_roc: bool = False) -> Dict:
     """Evaluate ``model`` on ``dataset`` (batch 1); returns the metrics of
     :func:`gcseg.engine.metrics.metrics_from_confusion` plus ``num_images``, ``class_names``,
     the paths, the inference settings and the ``engine`` used
@@ -115,14 +141,19 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bo
         precision=precision, tta_average=tta_average, align_corners=align_corners)
     matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
     roc = RocAuc(dataset.num_classes, dataset.ignore_index) if auc_roc else None
-    loader = shard_loader(dataset, num_workers)
     show = print_detail and is_main_process()
     if show and aug_eval:
         print(f"[EVAL] test-time augmentation: {settings.describe_views()}")
-    with eval_mode(model):
+    ended_by: Optional[Exception] = None
+    with eval_mode(model), handling_signals():
         forward = inference_forward(model, engine, precision, release_model)
-        for item in tqdm(loader, desc="eval", unit="img", disable=not show, dynamic_ncols=True):
-            _update(matrix, forward, item, settings, roc)
+        batches = WaitedBatches(shard_loader(dataset, num_workers), loader_timeout,
+                                "evaluation data loader")
+        try:
+            _evaluate_shard(matrix, forward, batches, settings, roc, show)
+        except (DataError, StopRequested) as error:
+            ended_by = error
+    _agree_on_ending(ended_by)
     matrix.all_reduce()
     results = matrix.compute()
     if roc is not None:

@@ -6,6 +6,13 @@ whole of one iteration (forward, loss, backward, optimizer and lr step). Everyth
 a small :class:`Hook`. Runs are reproducible and resumable exactly: the data order depends on
 ``(seed, epoch)``, augmentation on ``(seed, epoch, idx)``, and Paddle's generator (dropout) is
 reseeded from ``(seed, iter, rank)`` before every step.
+
+A run that cannot go on ends with one line and keeps what it saved: a bad sample, a data loader
+that produces nothing for ``loader_timeout`` seconds, or SIGINT / SIGTERM (on any rank: all
+ranks agree before every step) ends the loop, the checkpoint is saved when steps were made
+since the last one, and the error or signal is raised. A process stuck where it cannot check
+(a collective another rank never joins) is ended by :mod:`gcseg.engine.stopping`, which first
+saves the checkpoint when the loop is between steps.
 """
 import dataclasses
 import logging
@@ -15,22 +22,24 @@ import random
 import signal
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import paddle
 from PIL import Image
 
 from gcseg.data.check import quick_check
+from gcseg.data.guard import DEFAULT_LOADER_TIMEOUT
 from gcseg.data.loader import TrainLoader
+from gcseg.engine import stopping
 from gcseg.engine.amp import Precision
 from gcseg.engine.checkpoint import Checkpointer
-from gcseg.engine.distributed import (all_reduce_sum, data_parallel, get_rank, get_world_size,
+from gcseg.engine.distributed import (any_process, data_parallel, get_rank, get_world_size,
                                       is_main_process, sync_batch_norm)
 from gcseg.engine.evaluator import evaluate, settings_from_config, summary_line
 from gcseg.engine.failures import as_training_error
 from gcseg.engine.vdl import PANEL_TAG, VdlWriter, eval_scalars, prediction_panel
-from gcseg.errors import TrainingError, UsageError
+from gcseg.errors import DataError, TrainingError, UsageError
 from gcseg.losses import combine
 
 logger = logging.getLogger(__name__)
@@ -54,6 +63,7 @@ class TrainSettings:
     amp_level: str = "O1"
     use_vdl: bool = False
     num_workers: int = 0
+    loader_timeout: float = DEFAULT_LOADER_TIMEOUT
 
     @classmethod
     def from_config(cls, cfg: Any, **overrides: Any) -> "TrainSettings":
@@ -79,6 +89,9 @@ class TrainSettings:
         for name in ("keep_checkpoint_max", "num_workers"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise UsageError(f"--{name}: expected an integer >= 0, got {getattr(self, name)!r}")
+        timeout = self.loader_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise UsageError(f"--loader_timeout: expected seconds above 0, got {timeout!r}")
 
 
 @dataclasses.dataclass
@@ -106,37 +119,6 @@ def non_finite_error(iteration: int, losses: List[float], last_checkpoint: Optio
     return TrainingError(f"iter {iteration}: {where}; training stopped "
                          f"before updating the weights; last checkpoint: "
                          f"{last_checkpoint or 'none'}")
-
-
-class StopSignals:
-    """Turns SIGINT/SIGTERM into a request to stop after the current step (then checkpoint)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received: Optional[int] = None
-        self._previous: Dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():  # signals need the main thread
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def exit_after_save(self, iteration: int) -> None:
-        """Leave the way the signal would have: KeyboardInterrupt, or exit code 128 + signum."""
-        if self.received is None:
-            return
-        logger.info("stopped by %s at iter %d", signal.Signals(self.received).name, iteration)
-        if self.received == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + self.received)
 
 
 # ----------------------------------------------------------------------------- hooks
@@ -190,6 +172,7 @@ class CheckpointHook(Hook):
     def __init__(self, checkpointer: Checkpointer, save_interval: int) -> None:
         self.checkpointer, self.save_interval = checkpointer, save_interval
         self.saved_iter = -1
+        self.lock = threading.Lock()  # the stop watchdog may save from its thread
 
     def save(self, trainer: "Trainer") -> None:
         self.checkpointer.save(trainer.iter, trainer.train_state())
@@ -197,11 +180,13 @@ class CheckpointHook(Hook):
 
     def after_step(self, trainer: "Trainer", step: StepResult) -> None:
         if trainer.iter % self.save_interval == 0:
-            self.save(trainer)
+            with self.lock:
+                self.save(trainer)
 
     def after_train(self, trainer: "Trainer") -> None:
-        if self.saved_iter != trainer.iter:
-            self.save(trainer)
+        with self.lock:
+            if self.saved_iter != trainer.iter:
+                self.save(trainer)
 
 
 class EvalHook(Hook):
@@ -211,9 +196,10 @@ class EvalHook(Hook):
 
     def __init__(self, dataset: Any, save_interval: int, checkpointer: Checkpointer,
                  vdl: Optional[VdlWriter], num_workers: int, test_settings: Dict[str, Any],
-                 save_dir: str) -> None:
+                 save_dir: str, loader_timeout: float = DEFAULT_LOADER_TIMEOUT) -> None:
         self.dataset, self.save_interval = dataset, save_interval
         self.checkpointer, self.vdl, self.num_workers = checkpointer, vdl, num_workers
+        self.loader_timeout = loader_timeout
         self.test_settings, self.vis_dir = test_settings, os.path.join(save_dir, VIS_SUBDIR)
         self.last_results: Optional[Dict[str, Any]] = None
 
@@ -221,7 +207,8 @@ class EvalHook(Hook):
         if trainer.iter % self.save_interval:
             return
         results = evaluate(trainer.model, self.dataset, num_workers=self.num_workers,
-                           print_detail=False, **self.test_settings)
+                           loader_timeout=self.loader_timeout, print_detail=False,
+                           **self.test_settings)
         self.last_results = results
         if not is_main_process():
             return
@@ -278,7 +265,10 @@ class Trainer:
         cfg.train_dataset.seed = self.seed
         self.loader = TrainLoader(cfg.train_dataset, self.batch_size, self.seed,
                                   num_workers=settings.num_workers, rank=self.rank,
-                                  world_size=self.world_size, start=position)
+                                  world_size=self.world_size, start=position,
+                                  timeout=settings.loader_timeout)
+        self.position = self.loader.position  # of the batch after iteration ``iter``
+        self.between_steps = False  # the weights are those of iteration ``iter``
         main = is_main_process()
         self.vdl = VdlWriter(settings.save_dir) if settings.use_vdl and main else None
         self.hooks = self.build_hooks()
@@ -303,7 +293,8 @@ class Trainer:
         if settings.do_eval:
             hooks.append(EvalHook(self.cfg.val_dataset, settings.save_interval,
                                   self.checkpointer, vdl, settings.num_workers,
-                                  settings_from_config(self.cfg), settings.save_dir))
+                                  settings_from_config(self.cfg), settings.save_dir,
+                                  settings.loader_timeout))
         return hooks
 
     @property
@@ -313,20 +304,13 @@ class Trainer:
 
     def train_state(self) -> Dict[str, Any]:
         """What a checkpoint holds beyond weights and optimizer (see Checkpointer)."""
-        return {"position": self.loader.position, "seed": self.seed,
+        return {"position": self.position, "seed": self.seed,
                 "amp": self.precision.state_dict()}
 
     def last_checkpoint(self) -> Optional[str]:
         found = self.checkpointer.checkpoints()
         return found[-1] if found else None
 
-    def any_rank(self, *flags: bool) -> List[bool]:
-        """Each flag OR-ed over all processes, so that every rank takes the same branch (a rank
-        that stopped alone would leave the others waiting in the gradient all-reduce)."""
-        if self.world_size == 1:
-            return list(flags)
-        counts = all_reduce_sum(paddle.to_tensor([float(flag) for flag in flags]))
-        return [bool(count > 0) for count in counts.numpy()]
 
     def run_step(self, images: paddle.Tensor, labels: paddle.Tensor) -> StepResult:
         """One iteration: forward, loss, (finite check), backward, optimizer and lr step."""
@@ -336,7 +320,7 @@ class Trainer:
             total, per_head = combine(logits_list, labels, self.loss_cfg)
         losses = [float(loss) for loss in per_head]
         finite = all(math.isfinite(value) for value in losses)
-        if self.any_rank(not finite)[0]:
+        if any_process(not finite)[0]:
             raise non_finite_error(self.iter, losses, self.last_checkpoint(),
                                    on_this_rank=not finite)
         lr = self.optimizer.get_lr()
@@ -348,11 +332,8 @@ class Trainer:
         """Run from the current iteration to ``iters``; returns a summary of the run."""
         self.model.train()
         try:
-            with StopSignals() as signals:
-                self._loop(signals)
-                for hook in self.hooks:
-                    hook.after_train(self)
-                signals.exit_after_save(self.iter)
+            with stopping.cooperative(), stopping.last_resort(self.save_between_steps):
+                self._run()
         except Exception as error:  # out of memory / disk full: one line, not a traceback
             one_line = as_training_error(error, self.iter, self.last_checkpoint())
             if one_line is None:
@@ -363,25 +344,70 @@ class Trainer:
                 self.vdl.close()
         return self.summary()
 
-    def _loop(self, signals: StopSignals) -> None:
+    def _run(self) -> None:
+        """The loop, then the hooks' ``after_train`` (the last checkpoint), also when a bad
+        sample or a stop signal ended the loop; that ending is raised afterwards."""
+        ending: Optional[BaseException] = None
+        try:
+            self._loop()
+        except DataError as error:
+            ending = error
+        except stopping.StopRequested:
+            signum = stopping.requested() or signal.SIGTERM  # SIGTERM: another rank's signal
+            logger.info("stopped by %s at iter %d", signal.Signals(signum).name, self.iter)
+            ending = stopping.signal_exception(signum)
+        self.between_steps = False  # this thread saves now, not the watchdog's last resort
+        for hook in self.hooks:
+            hook.after_train(self)
+        if ending is not None:
+            any_process(False, False)  # a barrier: no rank exits (ending all) before rank 0 saved
+            raise ending
+
+    def _loop(self) -> None:
         batches = iter(self.loader)
         while self.iter < self.iters:
-            if self.any_rank(signals.received is not None)[0]:
-                signals.received = signals.received or signal.SIGTERM  # another rank's signal
-                return
             start = time.perf_counter()
-            try:
-                images, labels = next(batches)
-            except Exception:  # Ctrl-C also ends the loader's worker processes
-                if signals.received is None:
-                    raise
-                return
+            self.between_steps = True
+            images, labels = self._next_batch(batches)
+            self.between_steps, self.position = False, self.loader.position
             reader_cost = time.perf_counter() - start
             self.iter += 1
             step = self.run_step(images, labels)
             step.reader_cost, step.batch_cost = reader_cost, time.perf_counter() - start
             for hook in self.hooks:
                 hook.after_step(self, step)
+
+    def _next_batch(self, batches: Iterator) -> Tuple[paddle.Tensor, paddle.Tensor]:
+        """The next batch, once every rank has one; else every rank raises the same way."""
+        batch, failure = None, None
+        try:
+            batch = next(batches)
+        except DataError as error:
+            failure = error
+        except stopping.StopRequested:
+            pass
+        if failure is not None or stopping.requested() is not None:
+            self.save_between_steps()  # before the collective, in case a rank never joins it
+        self.agree_to_stop(batch is None and failure is None, failure is not None, failure)
+        return batch
+
+    def agree_to_stop(self, stop: bool, failed: bool, failure: Optional[DataError] = None) -> None:
+        """Raise on every rank when any rank was stopped (:class:`stopping.StopRequested`) or
+        met a bad sample (``failure``, or a :class:`DataError` naming no file elsewhere)."""
+        stop, failed = any_process(stop or stopping.requested() is not None, failed)
+        if failed:
+            raise failure or DataError("another process met a bad sample (its log names the file)")
+        if stop:
+            raise stopping.StopRequested
+
+    def save_between_steps(self) -> None:
+        """Save the checkpoint of the steps made since the last one, if the loop is between
+        steps (the weights are complete). Also the stop watchdog's last resort, from its
+        thread, when the main thread is stuck."""
+        if self.between_steps:
+            for hook in self.hooks:
+                if isinstance(hook, CheckpointHook):
+                    hook.after_train(self)
 
     def summary(self) -> Dict[str, Any]:
         evals = [hook.last_results for hook in self.hooks if isinstance(hook, EvalHook)]
