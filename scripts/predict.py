@@ -5,7 +5,8 @@
         [--custom_color R G B ...] [--device gpu --device_id N]
 
 Writes D/pseudo_color_prediction/ (palette PNGs of class ids) and D/added_prediction/
-(overlays). Images that cannot be read are reported and skipped; the exit code is then 1.
+(overlays). Images that cannot be read are reported and skipped; the run then ends with exit
+code 2 and a last line naming the first of them.
 Only the config's val_dataset transforms and type are used: the dataset need not be on disk.
 A .txt list holds one image per line (the first field), relative to the list's folder; outputs
 keep each image's path below the deepest folder holding them all (same names do not collide).
@@ -44,6 +45,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = get_args_parser().parse_args()
     from gcseg.engine.predictor import predict_from_config
+    from gcseg.errors import DataError
 
     cfg = cli.load_config(args, load_pretrained=False)
     cli.select_device(args, cfg)
@@ -52,7 +54,10 @@ def main() -> int:
                                         **cli.inference_settings(args, cfg))
     print(f"predicted {total - len(failed)}/{total} images into {args.save_dir}"
           + (f"; {len(failed)} skipped" if failed else ""))
-    return 1 if failed else 0
+    if failed:
+        raise DataError(f"{len(failed)} of {total} images could not be predicted and were "
+                        f"skipped; the first: {failed[0][1]}")
+    return 0
 
 
 if __name__ == "__main__":

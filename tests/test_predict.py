@@ -44,7 +44,10 @@ def test_predict_writes_outputs_and_skips_bad_images(tmp_path):
                           "--aug_eval", "--flip_horizontal"],
                          capture_output=True, text=True, timeout=120)
 
-    assert run.returncode == 1
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"error: 2 of 4 images could not be predicted and were skipped; the first: {missing}: "
+        "cannot read image (no such file)")
     assert f"{missing}: cannot read image (no such file)" in run.stdout + run.stderr
     assert f"{corrupt}: cannot read image (not a readable image)" in run.stdout + run.stderr
     assert "predicted 2/4 images" in run.stdout
