@@ -403,9 +403,9 @@ def repeated(dataset: Any, repeats: int) -> Any:
 
 def static_forward(network: paddle.nn.Layer):
     """``network``'s forward as one dygraph-to-static program (PaddleSeg's
-    ``to_static_training``), translated whole from its source (``full_graph=True``): Paddle's
-    default bytecode translation fails on Paddle 2.6 for gcseg's layers and was slower on 3.x.
-    ``network`` itself stays dygraph, for evaluation and export."""
+    ``to_static_training``), translated whole from its source (``full_graph=True``, as export
+    does) rather than by Paddle's default bytecode translation, which may split it into pieces
+    with dygraph between them. ``network`` itself stays dygraph, for evaluation and export."""
     return paddle.jit.to_static(network.forward, full_graph=True)
 
 
