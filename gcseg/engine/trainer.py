@@ -345,8 +345,8 @@ class EarlyStopHook(Hook):
         elif miou < self.best:
             self.count += 1
         if self.count >= self.intervals:
-            trainer.stop_reason = (f"early stop: mIoU below its best {self.best:.4f} at "
-                                   f"{self.count} evaluations since")
+            trainer.stop_reason = (f"early stop: {self.count} evaluations below the best mIoU "
+                                   f"{self.best:.4f} since it was reached")
 
     def state_dict(self) -> Dict[str, Any]:
         return {"best": self.best, "count": self.count}
@@ -473,11 +473,11 @@ class Trainer:
         if settings.do_eval:
             evaluation = (self.cfg.val_dataset, settings.save_interval, self.checkpointer, vdl,
                           settings.num_workers, settings_from_config(self.cfg), settings.save_dir)
-            hooks.append(EvalHook(*evaluation))
+            model_evaluation = EvalHook(*evaluation)
+            hooks.append(model_evaluation)
             hooks += [EmaEvalHook(*evaluation)] if self.ema is not None else []
-            if settings.early_stop_intervals is not None:
-                hooks.append(EarlyStopHook(hooks[-1 - (self.ema is not None)],
-                                           settings.early_stop_intervals))
+            if settings.early_stop_intervals is not None:  # decided by the model's mIoU
+                hooks.append(EarlyStopHook(model_evaluation, settings.early_stop_intervals))
         hooks.append(CheckpointHook(self.checkpointer, settings.save_interval))
         return hooks
 
