@@ -110,8 +110,8 @@ def gradient_clip(grad_clip_cfg: Dict[str, Any]) -> paddle.nn.clip.ClipGradBase:
 
 def _check_group(index: int, item: Any) -> None:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-        raise ConfigError(f"custom_cfg: item {index}: expected a mapping with name: (a "
-                          f"parameter-name substring) and lr_mult / weight_decay_mult, got {item!r}")
+        raise ConfigError(f"custom_cfg: item {index}: expected a mapping with name: (part of "
+                          f"parameter names) and lr_mult / weight_decay_mult, got {item!r}")
     unknown = sorted(set(item) - set(_GROUP_KEYS))
     if unknown:
         raise ConfigError(f"custom_cfg: item {index}: unknown key(s) {', '.join(unknown)} "

@@ -2,8 +2,8 @@
 option string.
 
 The string is ``"key=value; key=value"`` with PaddleSeg's keys: ``batch_range=[10, 20]`` (as in
-PaddleSeg, counting this process's steps from 0, the profiler starts after step 10 and stops
-after step 20: it records the 10 steps numbered 12-21 from 1), ``state`` (``CPU``, ``GPU`` or ``All``), ``sorted_key`` of the
+PaddleSeg: the profiler starts after this process's 11th step and stops after its 21st, so it
+records the 10 steps in between), ``state`` (``CPU``, ``GPU`` or ``All``), ``sorted_key`` of the
 printed summary (``total``, ``ave``, ``max``, ``min``), ``tracer_option`` (``Default``;
 ``OpDetail`` / ``AllOpDetail`` list every operator), ``profile_path`` (where the trace goes,
 default ``<save_dir>/profile.json``) and ``exit_on_finished`` (default true: training ends once
