@@ -42,10 +42,10 @@ class WeightRecorder(Hook):
 
 
 def numpy_ema(initial: Dict[str, np.ndarray], states: Dict[int, Dict[str, np.ndarray]],
-              last: int) -> Dict[str, np.ndarray]:
+              last: int, first: int = 1) -> Dict[str, np.ndarray]:
     """PaddleSeg's EMA, written out: e = d e + (1 - d) w_t, d = min(1 - 1/(t + 1), 0.999)."""
     average = {key: value.astype(np.float64) for key, value in initial.items()}
-    for t in range(1, last + 1):
+    for t in range(first, last + 1):
         decay = min(1 - 1 / (t + 1), 0.999)
         average = {key: decay * value + (1 - decay) * states[t][key]
                    for key, value in average.items()}
@@ -93,6 +93,19 @@ def test_a_resumed_run_continues_the_ema_exactly(tmp_path):
     for key in whole:
         np.testing.assert_allclose(split[key].numpy(), whole[key].numpy(), rtol=1e-5,
                                    atol=1e-7, err_msg=key)
+
+
+def test_resuming_a_checkpoint_without_ema_starts_the_average_from_its_weights(tmp_path):
+    config_path = write_tiny_config(tmp_path)
+    make_trainer(config_path, tmp_path / "plain", ["iters=4"]).train()
+    resumed = make_trainer(config_path, tmp_path / "ema", ["iters=4"], use_ema=True,
+                           resume_model=str(tmp_path / "plain" / "iter_2"))
+    initial, weights = numpy_state(resumed.model), WeightRecorder()
+    resumed.hooks.insert(0, weights)
+    resumed.train()
+    saved = paddle.load(str(tmp_path / "ema" / "iter_4" / EMA_FILE))
+    for key, value in numpy_ema(initial, weights.states, 4, first=3).items():
+        np.testing.assert_allclose(saved[key].numpy(), value, rtol=1e-5, atol=1e-7, err_msg=key)
 
 
 # ----------------------------------------------------------------------------- early stop
