@@ -8,10 +8,10 @@ scheduler's initial learning rate).
 Arguments Paddle would only trip over at the first step (numbers, flags) are checked when the
 optimizer or scheduler is built.
 
-Every optimizer also takes PaddleSeg's two keys: ``custom_cfg``,
-a list of ``{name, lr_mult, weight_decay_mult}`` giving the parameters whose names contain
-``name`` their own lr and weight-decay multipliers, and ``grad_clip_cfg``, e.g.
-``{name: ClipGradByNorm, clip_norm: 1.0}``.
+Every optimizer also takes PaddleSeg's two keys: ``custom_cfg``, a list of ``{name, lr_mult,
+weight_decay_mult}`` giving the parameters whose names contain ``name`` their own lr and
+weight-decay multipliers (:func:`parameter_groups`), and ``grad_clip_cfg``, e.g.
+``{name: ClipGradByNorm, clip_norm: 1.0}`` (:func:`gradient_clip`).
 """
 import inspect
 import logging
