@@ -583,7 +583,7 @@ class Config:
         if not spec:
             raise self._builder.fail("optimizer", "optimizer: missing")
         return self._builder.build(spec, OPTIMIZERS, "optimizer",
-                                   parameters=self.model.parameters(),
+                                   parameters=self.model.named_parameters(),
                                    learning_rate=self.lr_scheduler)
 
     def __repr__(self) -> str:
