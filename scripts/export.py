@@ -1,10 +1,12 @@
-"""Export a trained model for Paddle Inference (static program + deploy.yml).
+"""Export a trained model for Paddle Inference (static program + deploy.yml) or as ONNX.
 
     python scripts/export.py --config C --model_path M --save_dir D
         [--input_shape N C H W] [--output_op argmax|softmax|none]
+        [--format paddle|onnx] [--opset 17]
 
 BatchNorm is folded and resizes are built from matmuls, so the program runs under Paddle
 Inference's default CPU configuration (oneDNN on). Shapes stay dynamic unless --input_shape.
+--format onnx converts that program with paddle2onnx to model.onnx (pip install "gcseg[onnx]").
 """
 import argparse
 import os
@@ -30,6 +32,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         metavar=("N", "C", "H", "W"), help="fix the input shape (default: "
                                                            "dynamic batch, height and width)")
     parser.add_argument("--output_op", choices=("argmax", "softmax", "none"), default="argmax")
+    parser.add_argument("--format", choices=("paddle", "onnx"), default="paddle",
+                        help="paddle: model.json/.pdmodel + .pdiparams for Paddle Inference; "
+                             "onnx: model.onnx through paddle2onnx (optional extra gcseg[onnx])")
+    parser.add_argument("--opset", type=int, default=None,
+                        help="ONNX opset (default 17; below 13 is raised to 13)")
     return parser
 
 
@@ -40,7 +47,8 @@ def main() -> int:
     cfg = cli.load_config(args)
     cli.select_device(args, cfg)
     paths = export_from_config(cfg, args.model_path, args.save_dir,
-                               input_shape=args.input_shape, output_op=args.output_op)
+                               input_shape=args.input_shape, output_op=args.output_op,
+                               export_format=args.format, opset=args.opset)
     print(f"exported to {args.save_dir}: " + ", ".join(os.path.basename(p)
                                                         for p in paths.values()))
     return 0

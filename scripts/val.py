@@ -27,9 +27,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="write eval_results.json and confusion_matrix.png here")
     parser.add_argument("--num_workers", type=int, default=None,
                         help="data loading processes (default: the config's global.num_workers)")
-    parser.add_argument("--engine", choices=("auto", "predictor", "dygraph"), default="auto",
+    parser.add_argument("--engine", choices=("auto", "predictor", "onnxruntime", "dygraph"),
+                        default="auto",
                         help="forward pass: Paddle Inference predictor (oneDNN, faster on CPU), "
-                             "dygraph, or auto (predictor on CPU when it matches dygraph)")
+                             "ONNX Runtime (needs gcseg[onnx]), dygraph, or auto (on a CPU the "
+                             "faster of predictor and ONNX Runtime that matches dygraph)")
     cli.add_inference_args(parser)
     return parser
 

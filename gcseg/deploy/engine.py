@@ -3,15 +3,20 @@
 ``engine="predictor"`` exports the BN-folded model to a temporary directory and runs it with
 Paddle Inference (oneDNN conv+bias+ReLU fusion, all cores): on this project's 2-core machine
 GCNet-R50 at 512x256 takes 0.36x of PaddleSeg's dygraph forward time (BENCHMARKS.md).
-``engine="dygraph"`` runs the BN-folded dygraph copy. ``engine="auto"`` picks the predictor on
-a CPU when it can be built and agrees with the dygraph model on a probe input, else dygraph
-(e.g. on Paddle 2.6, whose dygraph-to-static translation of the model fails), with one line
-saying why. The model passed in is never modified; both engines are snapshots of its weights.
+``engine="onnxruntime"`` converts that export to ONNX (paddle2onnx, the optional ``onnx``
+extra) and runs it with ONNX Runtime on the CPU. ``engine="dygraph"`` runs the BN-folded
+dygraph copy. ``engine="auto"`` on a CPU compiles the predictor and, when onnxruntime and
+paddle2onnx are installed, ONNX Runtime; of those that agree with the dygraph model on a probe
+input it takes the faster on a timing image, decides once per process (later calls, e.g. each
+evaluation during training, reuse the choice) and says so in one line; when neither runs it
+falls back to dygraph, saying why. The model passed in is never modified; every engine is a
+snapshot of its weights.
 """
 import os
 import sys
 import tempfile
-from typing import List, Optional
+import time
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import paddle
@@ -21,24 +26,28 @@ from gcseg.deploy.fold_bn import fold_batchnorm
 from gcseg.engine.inference import Forward
 from gcseg.errors import GcsegError, UsageError
 
-ENGINES = ("auto", "predictor", "dygraph")
+ENGINES = ("auto", "predictor", "onnxruntime", "dygraph")
+RUNTIME_LABELS = {"predictor": "Paddle Inference", "onnxruntime": "ONNX Runtime"}
 PROBE_SHAPE = (1, 3, 64, 96)
+# auto times the compiled engines once per process, alternating, on an image of this shape.
+TIMING_SHAPE = (1, 3, 128, 256)
+TIMING_ROUNDS = 3
 RELATIVE_TOLERANCE = 1e-4
 # oneDNN keeps compiled kernels per input shape; bound them for datasets of varying sizes.
 SHAPE_CACHE_CAPACITY = 16
+# auto's choice between the compiled engines, made once per process (see _choose_auto).
+_AUTO_CHOICE: Dict[str, str] = {}
 
 
-class PredictorModel:
-    """A Paddle Inference predictor called like the model: ``[N,3,H,W] -> [logits]``, on GPU
-    ``gpu_id`` or, when it is None, on the CPU."""
+class CompiledModel:
+    """An exported model's runner called like the model: ``[N,3,H,W] -> [logits]``;
+    ``engine`` is ``"predictor"`` (Paddle Inference) or ``"onnxruntime"``."""
 
     training = False
 
-    def __init__(self, model_dir: str, cpu_threads: int, gpu_id: Optional[int] = None) -> None:
-        from gcseg.deploy.predictor import DeployedModel
-        self.runner = DeployedModel(model_dir, cpu_threads=cpu_threads,
-                                    use_gpu=gpu_id is not None, gpu_id=gpu_id or 0,
-                                    shape_cache_capacity=SHAPE_CACHE_CAPACITY)
+    def __init__(self, runner, engine: str) -> None:
+        self.runner = runner
+        self.engine = engine
 
     def __call__(self, images: paddle.Tensor) -> List[paddle.Tensor]:
         return [paddle.to_tensor(self.runner.run(images.numpy()))]
@@ -56,29 +65,117 @@ def max_relative_difference(ours: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(ours - reference).max() / max(1.0, float(np.abs(reference).max())))
 
 
-def compile_for_inference(model: nn.Layer) -> PredictorModel:
-    """``model`` (in eval mode) exported with BN folded and loaded into a Paddle Inference
-    predictor; raises :class:`GcsegError` when the export or the predictor fails or the
-    predictor disagrees with the dygraph model by more than ``RELATIVE_TOLERANCE`` on a
-    random probe image."""
+def _open_runner(engine: str, export_dir: str):
+    """The runner of ``engine`` for the Paddle export in ``export_dir``."""
+    if engine == "predictor":
+        from gcseg.deploy.predictor import PaddleInferenceRunner
+        gpu_id = current_gpu_id()
+        return PaddleInferenceRunner(export_dir, cpu_threads=cpu_threads(),
+                                     use_gpu=gpu_id is not None, gpu_id=gpu_id or 0,
+                                     shape_cache_capacity=SHAPE_CACHE_CAPACITY)
+    from gcseg.deploy.onnx_export import convert_export_to_onnx
+    from gcseg.deploy.onnx_runtime import OnnxRuntimeRunner
+    onnx_dir = os.path.join(export_dir, "onnx")
+    return OnnxRuntimeRunner(convert_export_to_onnx(export_dir, onnx_dir)["model"],
+                             cpu_threads=cpu_threads())
+
+
+def _checked(engine: str, export_dir: Optional[str], probe: paddle.Tensor,
+             reference: np.ndarray) -> Union[CompiledModel, GcsegError]:
+    """``engine``'s compiled model if it runs and agrees with ``reference`` on ``probe``,
+    else the error saying why (a missing optional package stays a :class:`UsageError`)."""
+    label = RUNTIME_LABELS[engine]
+    try:
+        if export_dir is None:
+            raise GcsegError("the model could not be exported")
+        compiled = CompiledModel(_open_runner(engine, export_dir), engine)
+        output = compiled(probe)[0].numpy()
+    except UsageError as error:
+        return error
+    except Exception as error:  # noqa: BLE001 - any failure here means "use another engine"
+        return GcsegError(f"{label} could not run the model: {type(error).__name__}: "
+                          f"{(str(error).strip() or '?').splitlines()[0]}")
+    difference = max_relative_difference(output, reference)
+    if not difference <= RELATIVE_TOLERANCE:
+        return GcsegError(f"{label} differs from dygraph by {difference:.2e} (relative) on a "
+                          f"probe image")
+    return compiled
+
+
+def compile_engines(model: nn.Layer, engines: Sequence[str]
+                    ) -> Dict[str, Union[CompiledModel, GcsegError]]:
+    """``model`` (in eval mode) exported once with BN folded and loaded into each of
+    ``engines``: per engine the :class:`CompiledModel`, or the error when the export or the
+    runtime fails or it disagrees with the dygraph model by more than ``RELATIVE_TOLERANCE``
+    on a random probe image."""
     from gcseg.export import export_model
     probe = paddle.to_tensor(np.random.default_rng(0).standard_normal(PROBE_SHAPE)
                              .astype(np.float32))
     with paddle.no_grad():
         reference = model(probe)[0].numpy()
-    try:
-        with tempfile.TemporaryDirectory(prefix="gcseg_engine_") as work_dir:
+    with tempfile.TemporaryDirectory(prefix="gcseg_engine_") as work_dir:
+        try:
             export_model(model, work_dir, output_op="none")
-            compiled = PredictorModel(work_dir, cpu_threads(), current_gpu_id())
-        output = compiled(probe)[0].numpy()
-    except Exception as error:  # noqa: BLE001 - any failure here means "use dygraph"
-        raise GcsegError(f"Paddle Inference could not run the model: {type(error).__name__}: "
-                         f"{str(error).strip().splitlines()[0]}") from error
-    difference = max_relative_difference(output, reference)
-    if not difference <= RELATIVE_TOLERANCE:
-        raise GcsegError(f"Paddle Inference differs from dygraph by {difference:.2e} "
-                         f"(relative) on a probe image")
-    return compiled
+            export_dir, export_error = work_dir, None
+        except Exception as error:  # noqa: BLE001 - reported per engine below
+            export_dir, export_error = None, error
+        results = {engine: _checked(engine, export_dir, probe, reference) for engine in engines}
+    if export_error is not None:
+        for engine in engines:
+            results[engine] = GcsegError(
+                f"{RUNTIME_LABELS[engine]} could not run the model: the export failed: "
+                f"{type(export_error).__name__}: "
+                f"{(str(export_error).strip() or '?').splitlines()[0]}")
+    return results
+
+
+def compile_for_inference(model: nn.Layer, engine: str = "predictor") -> CompiledModel:
+    """``model`` compiled for ``engine`` (``predictor`` or ``onnxruntime``); raises the
+    :class:`GcsegError` of :func:`compile_engines` when it cannot be used."""
+    result = compile_engines(model, [engine])[engine]
+    if isinstance(result, GcsegError):
+        raise result
+    return result
+
+
+def _median_seconds(compiled: Dict[str, CompiledModel]) -> Dict[str, float]:
+    """Median forward time of each compiled engine on a ``TIMING_SHAPE`` image, alternating
+    engines round by round so that load from other processes hits them alike."""
+    image = paddle.to_tensor(np.random.default_rng(1).standard_normal(TIMING_SHAPE)
+                             .astype(np.float32))
+    times: Dict[str, List[float]] = {name: [] for name in compiled}
+    for name, forward in compiled.items():
+        forward(image)  # warm-up: kernel selection, caches
+    for _ in range(TIMING_ROUNDS):
+        for name, forward in compiled.items():
+            start = time.perf_counter()
+            forward(image)
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def _choose_auto(model: nn.Layer) -> CompiledModel:
+    """Compile every engine that can run here; the faster of those that agree with dygraph
+    wins, once per process, with one line saying why. Raises when none can be used."""
+    from gcseg.deploy.onnx_export import onnx_tools_installed
+    candidates = ["predictor"] + (["onnxruntime"] if onnx_tools_installed() else [])
+    results = compile_engines(model, candidates)
+    working = {name: r for name, r in results.items() if isinstance(r, CompiledModel)}
+    if not working:
+        raise results["predictor"]
+    if len(working) == 2:
+        seconds = _median_seconds(working)
+        choice = min(working, key=seconds.get)
+        reason = (f"{seconds['onnxruntime'] / seconds['predictor']:.2f}x Paddle Inference's "
+                  f"time on a {TIMING_SHAPE[3]}x{TIMING_SHAPE[2]} image")
+    else:
+        choice = next(iter(working))
+        reason = ("onnxruntime/paddle2onnx not installed" if len(candidates) == 1 else
+                  str(results["onnxruntime"]))
+    _AUTO_CHOICE["engine"] = choice
+    print(f"gcseg: evaluation engine {choice} for this process "
+          f"(ONNX Runtime: {reason})", file=sys.stderr)
+    return working[choice]
 
 
 def current_gpu_id() -> Optional[int]:
@@ -103,14 +200,19 @@ def inference_forward(model: nn.Layer, engine: str = "auto",
     if engine == "dygraph" or (engine == "auto" and (precision != "fp32" or not _on_cpu())):
         return fold_batchnorm(model)
     try:
-        return compile_for_inference(model)
+        if engine != "auto":
+            return compile_for_inference(model, engine)
+        if "engine" in _AUTO_CHOICE:
+            return compile_for_inference(model, _AUTO_CHOICE["engine"])
+        return _choose_auto(model)
     except GcsegError as error:
-        if engine == "predictor":
+        if engine != "auto":
             raise
         print(f"gcseg: evaluating with dygraph ({error})", file=sys.stderr)
         return fold_batchnorm(model)
 
 
 def engine_name(forward: Forward) -> str:
-    """``"predictor"`` or ``"dygraph"``: which engine :func:`inference_forward` returned."""
-    return "predictor" if isinstance(forward, PredictorModel) else "dygraph"
+    """``"predictor"``, ``"onnxruntime"`` or ``"dygraph"``: which engine
+    :func:`inference_forward` returned."""
+    return forward.engine if isinstance(forward, CompiledModel) else "dygraph"

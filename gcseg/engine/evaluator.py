@@ -99,7 +99,8 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bo
     """Evaluate ``model`` on ``dataset`` (batch 1); returns the metrics of
     :func:`gcseg.engine.metrics.metrics_from_confusion` plus ``num_images``, ``class_names``,
     the paths, the inference settings and the ``engine`` used
-    (:func:`gcseg.deploy.engine.inference_forward`: ``auto``, ``predictor`` or ``dygraph``).
+    (:func:`gcseg.deploy.engine.inference_forward`: ``auto``, ``predictor``, ``onnxruntime``
+    or ``dygraph``).
     Restores the model's train mode afterwards."""
     settings = InferenceSettings(
         aug_eval=aug_eval, scales=scales, flip_horizontal=flip_horizontal,
