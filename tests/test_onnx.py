@@ -18,33 +18,22 @@ from PIL import Image
 
 from gcseg.config import Config
 from gcseg.deploy import engine
-from gcseg.deploy.engine import (compile_for_inference, engine_name, inference_forward,
-                                 max_relative_difference)
+from gcseg.deploy.engine import engine_name, inference_forward, max_relative_difference
 from gcseg.deploy.onnx_export import MIN_OPSET
 from gcseg.deploy.predictor import DeployedModel
 from gcseg.engine.evaluator import evaluate
 from gcseg.errors import UsageError
 from gcseg.export import export_model
-from gcseg.models import GCNet, ResNet18_vd
 from gcseg.models.weights import load_weights
 from test_distributed_eval import ROOT, write_run
+from test_engine import gcnet  # noqa: F401 - the small GCNet (ResNet18_vd, random BN statistics)
 from test_evaluator import TinyDataset
-from test_fold_bn import _randomise_batchnorm_statistics
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("paddle2onnx")
 
 NORMALIZE = [{"type": "Normalize", "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}]
 SHAPES = [(1, 3, 64, 96), (2, 3, 71, 53)]  # one dynamic model, an odd size and a batch of 2
-
-
-@pytest.fixture(scope="module")
-def gcnet():
-    paddle.seed(0)
-    model = GCNet(5, ResNet18_vd(output_stride=8), gc_channels=32)
-    _randomise_batchnorm_statistics(model)
-    model.eval()
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +50,22 @@ def exports(gcnet, tmp_path_factory):
 def fresh_auto_choice(monkeypatch):
     """Each test decides ``auto`` anew, as a new process would."""
     monkeypatch.setattr(engine, "_AUTO_CHOICE", {})
+
+
+@pytest.fixture(scope="module")
+def compiled_engines(gcnet):
+    """Both real compiled engines of ``gcnet``, built (and checked against dygraph) once."""
+    compiled = engine.compile_engines(gcnet, engine.COMPILED_ENGINES)
+    assert [engine_name(compiled[name]) for name in engine.COMPILED_ENGINES] == \
+        list(engine.COMPILED_ENGINES)
+    return compiled
+
+
+@pytest.fixture
+def reuse_compiled(monkeypatch, compiled_engines):
+    """``auto`` gets the engines compiled once for this module instead of compiling anew."""
+    monkeypatch.setattr(engine, "compile_engines",
+                        lambda model, names: {name: compiled_engines[name] for name in names})
 
 
 def run_script(name, *args, hide=(), timeout=300):
@@ -177,14 +182,17 @@ def test_missing_extra_is_one_line_naming_it(exports, tmp_path, script, hidden, 
     assert not (tmp_path / "out" / "model.onnx").exists()
 
 
-def test_onnxruntime_engine_equals_dygraph_in_evaluation(gcnet):
+def test_onnxruntime_engine_equals_dygraph(gcnet, compiled_engines):
     image = paddle.to_tensor(np.random.default_rng(2).standard_normal((2, 3, 71, 53))
                              .astype("float32"))
-    compiled = compile_for_inference(gcnet, "onnxruntime")
     with paddle.no_grad():
         expected = gcnet(image)[0].numpy()
-    assert engine_name(compiled) == "onnxruntime"
-    assert max_relative_difference(compiled(image)[0].numpy(), expected) <= 1e-4
+    logits = compiled_engines["onnxruntime"](image)[0].numpy()
+    assert logits.shape == expected.shape
+    assert max_relative_difference(logits, expected) <= 1e-4
+
+
+def test_evaluate_with_onnxruntime_gives_the_dygraph_metrics(gcnet):
     dataset = TinyDataset(num_images=3)  # odd sizes, padding and resize in trans_info
     results = {name: evaluate(gcnet, dataset, engine=name, print_detail=False)
                for name in ("onnxruntime", "dygraph")}
@@ -193,11 +201,12 @@ def test_onnxruntime_engine_equals_dygraph_in_evaluation(gcnet):
                                   results["dygraph"]["confusion_matrix"])
 
 
-def test_onnxruntime_engine_without_the_extra_is_a_usage_error(gcnet, monkeypatch,
-                                                               fresh_auto_choice, capsys):
+def test_without_the_extra_onnxruntime_is_a_usage_error_and_auto_takes_the_predictor(
+        gcnet, monkeypatch, fresh_auto_choice, capsys, request):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
-    with pytest.raises(UsageError, match=r'needs onnxruntime.*gcseg\[onnx'):
+    with pytest.raises(UsageError, match=r"the onnxruntime engine needs onnxruntime.*\[onnx"):
         inference_forward(gcnet, "onnxruntime")
+    request.getfixturevalue("reuse_compiled")  # real engines; auto asks for the predictor only
     assert engine_name(inference_forward(gcnet)) == "predictor"
     assert ("evaluation engine predictor for this process (ONNX Runtime: "
             "onnxruntime/paddle2onnx not installed)") in capsys.readouterr().err
@@ -205,9 +214,10 @@ def test_onnxruntime_engine_without_the_extra_is_a_usage_error(gcnet, monkeypatc
 
 @pytest.mark.parametrize("onnx_seconds, expected", [(0.5, "onnxruntime"), (2.0, "predictor")])
 def test_auto_takes_the_faster_engine_once_per_process(gcnet, monkeypatch, fresh_auto_choice,
-                                                       capsys, onnx_seconds, expected):
+                                                       reuse_compiled, capsys, onnx_seconds,
+                                                       expected):
     """The timings are set (timing the real engines decides by load, not by the rule); the
-    engines are real, and both are checked against dygraph before any timing."""
+    engines are real, compiled and checked against dygraph once for the module."""
     timed = []
 
     def median_seconds(compiled):
@@ -219,7 +229,7 @@ def test_auto_takes_the_faster_engine_once_per_process(gcnet, monkeypatch, fresh
     assert engine_name(inference_forward(gcnet)) == expected  # the cached decision
     assert timed == [["onnxruntime", "predictor"]]
     lines = [line for line in capsys.readouterr().err.splitlines() if "evaluation engine" in line]
-    assert lines == [f"gcseg: evaluation engine {expected} for this process (ONNX Runtime: "
+    assert lines == [f"gcseg: evaluation engine {expected} for this process (ONNX Runtime took "
                      f"{onnx_seconds:.2f}x Paddle Inference's time on a 256x128 image)"]
 
 

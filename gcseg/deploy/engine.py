@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -27,6 +27,7 @@ from gcseg.engine.inference import Forward
 from gcseg.errors import GcsegError, UsageError
 
 ENGINES = ("auto", "predictor", "onnxruntime", "dygraph")
+COMPILED_ENGINES = ("predictor", "onnxruntime")
 RUNTIME_LABELS = {"predictor": "Paddle Inference", "onnxruntime": "ONNX Runtime"}
 PROBE_SHAPE = (1, 3, 64, 96)
 # auto times the compiled engines once per process, alternating, on an image of this shape.
@@ -132,6 +133,11 @@ def compile_engines(model: nn.Layer, engines: Sequence[str]
 def compile_for_inference(model: nn.Layer, engine: str = "predictor") -> CompiledModel:
     """``model`` compiled for ``engine`` (``predictor`` or ``onnxruntime``); raises the
     :class:`GcsegError` of :func:`compile_engines` when it cannot be used."""
+    if engine == "onnxruntime":  # a missing optional package is reported before any work
+        from gcseg.deploy.onnx_export import import_paddle2onnx
+        from gcseg.deploy.onnx_runtime import import_onnxruntime
+        import_onnxruntime("the onnxruntime engine")
+        import_paddle2onnx("the onnxruntime engine")
     result = compile_engines(model, [engine])[engine]
     if isinstance(result, GcsegError):
         raise result
@@ -154,6 +160,20 @@ def _median_seconds(compiled: Dict[str, CompiledModel]) -> Dict[str, float]:
     return {name: float(np.median(values)) for name, values in times.items()}
 
 
+def _agreed_engines(working: Dict[str, CompiledModel], seconds: Dict[str, float]
+                    ) -> Tuple[List[str], Dict[str, float]]:
+    """The compiled engines that run on every process, and their times summed over processes:
+    in a distributed evaluation all processes must take the same engine."""
+    from gcseg.engine.distributed import all_reduce_sum, get_world_size
+    local = [float(name in working) for name in COMPILED_ENGINES] + \
+        [seconds.get(name, 0.0) for name in COMPILED_ENGINES]
+    summed = all_reduce_sum(paddle.to_tensor(local, dtype="float32")).numpy()
+    count = len(COMPILED_ENGINES)
+    agreed = [name for name, votes in zip(COMPILED_ENGINES, summed[:count])
+              if int(round(float(votes))) == get_world_size()]
+    return agreed, dict(zip(COMPILED_ENGINES, (float(v) for v in summed[count:])))
+
+
 def _choose_auto(model: nn.Layer) -> CompiledModel:
     """Compile every engine that can run here; the faster of those that agree with dygraph
     wins, once per process, with one line saying why. Raises when none can be used."""
@@ -161,20 +181,23 @@ def _choose_auto(model: nn.Layer) -> CompiledModel:
     candidates = ["predictor"] + (["onnxruntime"] if onnx_tools_installed() else [])
     results = compile_engines(model, candidates)
     working = {name: r for name, r in results.items() if isinstance(r, CompiledModel)}
-    if not working:
-        raise results["predictor"]
-    if len(working) == 2:
-        seconds = _median_seconds(working)
-        choice = min(working, key=seconds.get)
-        reason = (f"{seconds['onnxruntime'] / seconds['predictor']:.2f}x Paddle Inference's "
-                  f"time on a {TIMING_SHAPE[3]}x{TIMING_SHAPE[2]} image")
+    agreed, seconds = _agreed_engines(working, _median_seconds(working)
+                                      if len(working) == len(COMPILED_ENGINES) else {})
+    if not agreed:
+        raise next((r for r in results.values() if isinstance(r, GcsegError)),
+                   GcsegError("no compiled engine runs in every process"))
+    if len(agreed) == len(COMPILED_ENGINES):
+        choice = min(agreed, key=seconds.get)
+        reason = (f"ONNX Runtime took {seconds['onnxruntime'] / seconds['predictor']:.2f}x "
+                  f"Paddle Inference's time on a {TIMING_SHAPE[3]}x{TIMING_SHAPE[2]} image")
     else:
-        choice = next(iter(working))
-        reason = ("onnxruntime/paddle2onnx not installed" if len(candidates) == 1 else
-                  str(results["onnxruntime"]))
+        choice, = agreed
+        other = next(name for name in COMPILED_ENGINES if name != choice)
+        reason = ("ONNX Runtime: onnxruntime/paddle2onnx not installed" if other not in results
+                  else str(results[other]) if other not in working
+                  else f"{RUNTIME_LABELS[other]} fails in another process")
     _AUTO_CHOICE["engine"] = choice
-    print(f"gcseg: evaluation engine {choice} for this process "
-          f"(ONNX Runtime: {reason})", file=sys.stderr)
+    print(f"gcseg: evaluation engine {choice} for this process ({reason})", file=sys.stderr)
     return working[choice]
 
 
