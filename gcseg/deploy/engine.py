@@ -81,21 +81,22 @@ def _open_runner(engine: str, export_dir: str):
                              cpu_threads=cpu_threads())
 
 
-def _checked(engine: str, export_dir: Optional[str], probe: paddle.Tensor,
+def _first_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {(str(error).strip() or '?').splitlines()[0]}"
+
+
+def _checked(engine: str, export_dir: str, probe: paddle.Tensor,
              reference: np.ndarray) -> Union[CompiledModel, GcsegError]:
     """``engine``'s compiled model if it runs and agrees with ``reference`` on ``probe``,
     else the error saying why (a missing optional package stays a :class:`UsageError`)."""
     label = RUNTIME_LABELS[engine]
     try:
-        if export_dir is None:
-            raise GcsegError("the model could not be exported")
         compiled = CompiledModel(_open_runner(engine, export_dir), engine)
         output = compiled(probe)[0].numpy()
     except UsageError as error:
         return error
     except Exception as error:  # noqa: BLE001 - any failure here means "use another engine"
-        return GcsegError(f"{label} could not run the model: {type(error).__name__}: "
-                          f"{(str(error).strip() or '?').splitlines()[0]}")
+        return GcsegError(f"{label} could not run the model: {_first_line(error)}")
     difference = max_relative_difference(output, reference)
     if not difference <= RELATIVE_TOLERANCE:
         return GcsegError(f"{label} differs from dygraph by {difference:.2e} (relative) on a "
@@ -117,17 +118,11 @@ def compile_engines(model: nn.Layer, engines: Sequence[str]
     with tempfile.TemporaryDirectory(prefix="gcseg_engine_") as work_dir:
         try:
             export_model(model, work_dir, output_op="none")
-            export_dir, export_error = work_dir, None
-        except Exception as error:  # noqa: BLE001 - reported per engine below
-            export_dir, export_error = None, error
-        results = {engine: _checked(engine, export_dir, probe, reference) for engine in engines}
-    if export_error is not None:
-        for engine in engines:
-            results[engine] = GcsegError(
-                f"{RUNTIME_LABELS[engine]} could not run the model: the export failed: "
-                f"{type(export_error).__name__}: "
-                f"{(str(export_error).strip() or '?').splitlines()[0]}")
-    return results
+        except Exception as error:  # noqa: BLE001 - no engine can run what was not exported
+            return {engine: GcsegError(f"{RUNTIME_LABELS[engine]} could not run the model: "
+                                       f"the export failed: {_first_line(error)}")
+                    for engine in engines}
+        return {engine: _checked(engine, work_dir, probe, reference) for engine in engines}
 
 
 def compile_for_inference(model: nn.Layer, engine: str = "predictor") -> CompiledModel:
