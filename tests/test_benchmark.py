@@ -63,7 +63,8 @@ def test_benchmark_end_to_end_table(tmp_path):
     rows = {row["name"]: row for row in result["rows"]}
     engine = result["meta"]["engine"]
     assert engine in ("predictor", "onnxruntime")  # the faster on this CPU, as evaluate() picks
-    for name in ("parameters", f"eval forward latency ({engine})", "train step (batch 2, each package's loss from the config)",
+    for name in ("parameters", f"eval forward latency ({engine})",
+                 "train step (batch 2, each package's loss from the config)",
                  "eval forward latency (dygraph, BN folded)", "metric accumulation / image",
                  f"fraction of numpy SGEMM peak ({engine})", "bf16 argmax agreement with fp32",
                  "ONNX Runtime forward (vs Paddle Inference fp32)",
