@@ -20,8 +20,9 @@ import paddle
 
 from gcseg.cpu_env import malloc_environment, recommended_settings
 from gcseg.deploy.flops import count_flops, count_parameters
-from gcseg.deploy.engine import engine_name, inference_forward
+from gcseg.deploy.engine import engine_name, inference_forward, max_relative_difference
 from gcseg.deploy.fold_bn import fold_batchnorm
+from gcseg.deploy.onnx_export import onnx_tools_installed
 from gcseg.engine.inference import InferenceSettings, infer_logits
 from gcseg.engine.metrics import ConfusionMatrix
 from gcseg.errors import UsageError
@@ -284,6 +285,25 @@ def deploy_rows(forward, model, image, repeats: int, work_dir: str,
     return [Row(name, "s", times["bf16"], times["fp32"]),
             Row("bf16 predictor max |logit - fp32|", "abs", difference, None),
             Row("bf16 argmax agreement with fp32", "%", 100 * agree, None)]
+
+
+def onnx_rows(model, twin, image, repeats: int) -> List[Row]:
+    """ONNX Runtime (paddle2onnx's conversion of the BN-folded export) against Paddle Inference
+    fp32 (the same export, same threads) and PaddleSeg's dygraph forward, all three alternating."""
+    from gcseg.deploy.engine import compile_for_inference
+    onnx = compile_for_inference(model, "onnxruntime")
+    predictor = compile_for_inference(model, "predictor")
+    with paddle.no_grad():
+        times = time_alternating({"onnxruntime": lambda: onnx(image),
+                                  "predictor": lambda: predictor(image),
+                                  "paddleseg": lambda: sync(twin(image)[0])}, repeats)
+    difference = max_relative_difference(onnx(image)[0].numpy(), predictor(image)[0].numpy())
+    return [Row("ONNX Runtime forward (vs Paddle Inference fp32)", "s", times["onnxruntime"],
+                times["predictor"]),
+            Row("ONNX Runtime forward (vs PaddleSeg dygraph)", "s", times["onnxruntime"],
+                times["paddleseg"]),
+            Row("ONNX Runtime max |logit - Paddle Inference| / max |logit|", "rel", difference,
+                None)]
 
 
 def peak_rss_mb(impl: str, config: str, size: Tuple[int, int], opts: Sequence[str]) -> float:
@@ -567,6 +587,8 @@ def run_benchmark(config: str, input_size: Tuple[int, int] = (512, 256), repeats
     rows += metric_rows(shape, model.num_classes, repeats, engine_rows[0].gcseg)
     if deploy:
         rows += deploy_rows(forward, folded, image, repeats, os.path.join(work_dir, "exported"))
+        if onnx_tools_installed():
+            rows += onnx_rows(model, twin, image, repeats)
     loss_cfg = {"spec": cfg.section("loss"), "built": cfg.loss}
     rows += train_rows(model, twin, shape, loss_cfg, model.num_classes, repeats)  # changes weights
     if memory:

@@ -8,9 +8,11 @@ and batch stay dynamic unless ``input_shape`` fixes them.
 
 ``deploy.yml`` follows PaddleSeg's layout (``Deploy: model, params, transforms, input_shape,
 output_op``) and adds ``normalize`` (mean/std) and ``to_rgb``, everything a deployer needs to
-feed the program.
+feed the program. ``export_format="onnx"`` converts that program with paddle2onnx
+(:mod:`gcseg.deploy.onnx_export`) and writes ``model.onnx`` + ``deploy.yml`` instead.
 """
 import os
+import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 import paddle
@@ -24,6 +26,7 @@ from gcseg.deploy.resize import deploy_resize_mode
 from gcseg.errors import UsageError
 
 OUTPUT_OPS = ("argmax", "softmax", "none")
+EXPORT_FORMATS = ("paddle", "onnx")
 MODEL_PREFIX = "model"
 DEPLOY_FILE = "deploy.yml"
 # FastDeploy's names for the same three files (PaddleSeg's ``export.py --for_fd``).
@@ -73,11 +76,31 @@ def normalize_of(val_transforms: Optional[Sequence[Dict[str, Any]]]) -> Dict[str
 
 def export_model(model: nn.Layer, save_dir: str, *, input_shape: Optional[Sequence[int]] = None,
                  output_op: str = "argmax",
-                 val_transforms: Optional[Sequence[Dict[str, Any]]] = None, to_rgb: bool = True,
-                 fold_bn: bool = True, for_fd: bool = False) -> Dict[str, str]:
-    """Save ``model`` (a GCNet or any model returning ``[logits, ...]``) to ``save_dir``;
-    returns the paths of the model, params and deploy.yml files. ``model`` is not changed.
-    ``for_fd`` names the files as FastDeploy expects: ``inference.*`` and ``inference.yml``."""
+                 val_transforms: Optional[Sequence[Dict[str, Any]]] = None,
+                 to_rgb: bool = True, fold_bn: bool = True, export_format: str = "paddle",
+                 opset: Optional[int] = None, for_fd: bool = False) -> Dict[str, str]:
+    """Save ``model`` (a GCNet or any model returning ``[logits, ...]``) to ``save_dir`` as a
+    Paddle program or (``export_format="onnx"``, ONNX ``opset``, default 17) an ONNX model;
+    returns the paths of the files written. ``model`` is not changed. ``for_fd`` names the
+    Paddle files as FastDeploy expects: ``inference.*`` and ``inference.yml``."""
+    if export_format not in EXPORT_FORMATS:
+        raise UsageError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, "
+                         f"got {export_format!r}")
+    options = dict(input_shape=input_shape, output_op=output_op, val_transforms=val_transforms,
+                   to_rgb=to_rgb, fold_bn=fold_bn)
+    if export_format == "paddle":
+        return _export_paddle(model, save_dir, for_fd=for_fd, **options)
+    from gcseg.deploy.onnx_export import DEFAULT_OPSET, convert_export_to_onnx, import_paddle2onnx
+    import_paddle2onnx()  # a missing extra is reported before the export's work
+    with tempfile.TemporaryDirectory(prefix="gcseg_onnx_") as paddle_dir:
+        _export_paddle(model, paddle_dir, **options)
+        return convert_export_to_onnx(paddle_dir, save_dir,
+                                      DEFAULT_OPSET if opset is None else opset)
+
+
+def _export_paddle(model: nn.Layer, save_dir: str, *, input_shape: Optional[Sequence[int]],
+                   output_op: str, val_transforms: Optional[Sequence[Dict[str, Any]]],
+                   to_rgb: bool, fold_bn: bool, for_fd: bool = False) -> Dict[str, str]:
     model_prefix, deploy_file = ((FASTDEPLOY_PREFIX, FASTDEPLOY_DEPLOY_FILE) if for_fd
                                  else (MODEL_PREFIX, DEPLOY_FILE))
     inference = InferenceModel(fold_batchnorm(model) if fold_bn else model, output_op)
@@ -109,9 +132,10 @@ def export_model(model: nn.Layer, save_dir: str, *, input_shape: Optional[Sequen
 
 def export_from_config(cfg, model_path: Optional[str], save_dir: str, *,
                        input_shape: Optional[Sequence[int]] = None,
-                       output_op: str = "argmax", for_fd: bool = False) -> Dict[str, str]:
+                       output_op: str = "argmax", export_format: str = "paddle",
+                       opset: Optional[int] = None, for_fd: bool = False) -> Dict[str, str]:
     """Build ``cfg.model``, load ``model_path`` (if given) and export it with the config's
-    val-transform preprocessing."""
+    val-transform preprocessing, as a Paddle program or an ONNX model."""
     from gcseg.models.weights import load_weights
     _input_spec(input_shape)  # a bad shape is reported before the model is built
     model = cfg.model
@@ -120,4 +144,4 @@ def export_from_config(cfg, model_path: Optional[str], save_dir: str, *,
     val = cfg.dic.get("val_dataset") or {}
     return export_model(model, save_dir, input_shape=input_shape, output_op=output_op,
                         val_transforms=val.get("transforms"), to_rgb=val.get("to_rgb", True),
-                        for_fd=for_fd)
+                        export_format=export_format, opset=opset, for_fd=for_fd)

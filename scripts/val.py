@@ -28,9 +28,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_workers", type=int, default=None,
                         help="data loading processes (default: the config's global.num_workers)")
     cli.add_loader_timeout_arg(parser)
-    parser.add_argument("--engine", choices=("auto", "predictor", "dygraph"), default="auto",
+    parser.add_argument("--engine", choices=("auto", "predictor", "onnxruntime", "dygraph"),
+                        default="auto",
                         help="forward pass: Paddle Inference predictor (oneDNN, faster on CPU), "
-                             "dygraph, or auto (predictor on CPU when it matches dygraph)")
+                             "ONNX Runtime (needs gcseg[onnx]), dygraph, or auto (on a CPU the "
+                             "faster of predictor and ONNX Runtime that matches dygraph)")
     parser.add_argument("--auc_roc", nargs="?", const=True, default=None,
                         type=cli.boolean("--auc_roc"), metavar="True|False",
                         help="also the area under the ROC curve, one class against the rest "

@@ -3,17 +3,22 @@
 ``engine="predictor"`` exports the BN-folded model to a temporary directory and runs it with
 Paddle Inference (oneDNN conv+bias+ReLU fusion, all cores): on this project's 2-core machine
 GCNet-R50 at 512x256 takes 0.36x of PaddleSeg's dygraph forward time (BENCHMARKS.md).
-``engine="dygraph"`` runs the BN-folded dygraph copy. ``engine="auto"`` picks the predictor on
-a CPU when it can be built and agrees with the dygraph model on a probe input, else dygraph
-(e.g. on Paddle 2.6, whose dygraph-to-static translation of the model fails), with one line
-saying why. The model passed in is not modified (unless the caller asks for its weights to be
-released once the predictor holds them); both engines are snapshots of its weights.
+``engine="onnxruntime"`` converts that export to ONNX (paddle2onnx, the optional ``onnx``
+extra) and runs it with ONNX Runtime on the CPU. ``engine="dygraph"`` runs the BN-folded
+dygraph copy. ``engine="auto"`` on a CPU compiles the predictor and, when onnxruntime and
+paddle2onnx are installed, ONNX Runtime; of those that agree with the dygraph model on a probe
+input it takes the faster on a timing image, decides once per process (later calls, e.g. each
+evaluation during training, reuse the choice) and says so in one line; when neither runs it
+falls back to dygraph, saying why. The model passed in is not modified (unless the caller asks
+for its weights to be released once a compiled engine holds them); every engine is a snapshot
+of its weights.
 """
 import gc
 import os
 import sys
 import tempfile
-from typing import List, Optional
+import time
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -23,24 +28,29 @@ from gcseg.deploy.fold_bn import fold_batchnorm
 from gcseg.engine.inference import Forward
 from gcseg.errors import GcsegError, UsageError
 
-ENGINES = ("auto", "predictor", "dygraph")
+ENGINES = ("auto", "predictor", "onnxruntime", "dygraph")
+COMPILED_ENGINES = ("predictor", "onnxruntime")
+RUNTIME_LABELS = {"predictor": "Paddle Inference", "onnxruntime": "ONNX Runtime"}
 PROBE_SHAPE = (1, 3, 64, 96)
+# auto times the compiled engines once per process, alternating, on an image of this shape.
+TIMING_SHAPE = (1, 3, 128, 256)
+TIMING_ROUNDS = 3
 RELATIVE_TOLERANCE = 1e-4
 # oneDNN keeps compiled kernels per input shape; bound them for datasets of varying sizes.
 SHAPE_CACHE_CAPACITY = 16
+# auto's choice between the compiled engines, made once per process (see _choose_auto).
+_AUTO_CHOICE: Dict[str, str] = {}
 
 
-class PredictorModel:
-    """A Paddle Inference predictor called like the model: ``[N,3,H,W] -> [logits]``, on GPU
-    ``gpu_id`` or, when it is None, on the CPU."""
+class CompiledModel:
+    """An exported model's runner called like the model: ``[N,3,H,W] -> [logits]``;
+    ``engine`` is ``"predictor"`` (Paddle Inference) or ``"onnxruntime"``."""
 
     training = False
 
-    def __init__(self, model_dir: str, cpu_threads: int, gpu_id: Optional[int] = None) -> None:
-        from gcseg.deploy.predictor import DeployedModel
-        self.runner = DeployedModel(model_dir, cpu_threads=cpu_threads,
-                                    use_gpu=gpu_id is not None, gpu_id=gpu_id or 0,
-                                    shape_cache_capacity=SHAPE_CACHE_CAPACITY)
+    def __init__(self, runner, engine: str) -> None:
+        self.runner = runner
+        self.engine = engine
 
     def __call__(self, images: paddle.Tensor) -> List[paddle.Tensor]:
         return [paddle.to_tensor(self.runner.run(images.numpy()))]
@@ -58,30 +68,134 @@ def max_relative_difference(ours: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(ours - reference).max() / max(1.0, float(np.abs(reference).max())))
 
 
-def compile_for_inference(model: nn.Layer) -> PredictorModel:
-    """``model`` (in eval mode) exported with BN folded and loaded into a Paddle Inference
-    predictor; raises :class:`GcsegError` when the export or the predictor fails or the
-    predictor disagrees with the dygraph model by more than ``RELATIVE_TOLERANCE`` on a
-    random probe image."""
+def _open_runner(engine: str, export_dir: str):
+    """The runner of ``engine`` for the Paddle export in ``export_dir``."""
+    if engine == "predictor":
+        from gcseg.deploy.predictor import PaddleInferenceRunner
+        gpu_id = current_gpu_id()
+        return PaddleInferenceRunner(export_dir, cpu_threads=cpu_threads(),
+                                     use_gpu=gpu_id is not None, gpu_id=gpu_id or 0,
+                                     shape_cache_capacity=SHAPE_CACHE_CAPACITY)
+    from gcseg.deploy.onnx_export import convert_export_to_onnx
+    from gcseg.deploy.onnx_runtime import OnnxRuntimeRunner
+    onnx_dir = os.path.join(export_dir, "onnx")
+    return OnnxRuntimeRunner(convert_export_to_onnx(export_dir, onnx_dir)["model"],
+                             cpu_threads=cpu_threads())
+
+
+def _first_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {(str(error).strip() or '?').splitlines()[0]}"
+
+
+def _checked(engine: str, export_dir: str, probe: paddle.Tensor,
+             reference: np.ndarray) -> Union[CompiledModel, GcsegError]:
+    """``engine``'s compiled model if it runs and agrees with ``reference`` on ``probe``,
+    else the error saying why (a missing optional package stays a :class:`UsageError`)."""
+    label = RUNTIME_LABELS[engine]
+    try:
+        compiled = CompiledModel(_open_runner(engine, export_dir), engine)
+        output = compiled(probe)[0].numpy()
+    except UsageError as error:
+        return error
+    except Exception as error:  # noqa: BLE001 - any failure here means "use another engine"
+        return GcsegError(f"{label} could not run the model: {_first_line(error)}")
+    difference = max_relative_difference(output, reference)
+    if not difference <= RELATIVE_TOLERANCE:
+        return GcsegError(f"{label} differs from dygraph by {difference:.2e} (relative) on a "
+                          f"probe image")
+    return compiled
+
+
+def compile_engines(model: nn.Layer, engines: Sequence[str]
+                    ) -> Dict[str, Union[CompiledModel, GcsegError]]:
+    """``model`` (in eval mode) exported once with BN folded and loaded into each of
+    ``engines``: per engine the :class:`CompiledModel`, or the error when the export or the
+    runtime fails or it disagrees with the dygraph model by more than ``RELATIVE_TOLERANCE``
+    on a random probe image."""
     from gcseg.export import export_model
     probe = paddle.to_tensor(np.random.default_rng(0).standard_normal(PROBE_SHAPE)
                              .astype(np.float32))
     with paddle.no_grad():
         reference = model(probe)[0].numpy()
-    try:
-        with tempfile.TemporaryDirectory(prefix="gcseg_engine_") as work_dir:
+    with tempfile.TemporaryDirectory(prefix="gcseg_engine_") as work_dir:
+        try:
             export_model(model, work_dir, output_op="none")
-            gc.collect()  # the traced BN-folded copy sits in reference cycles: free it first
-            compiled = PredictorModel(work_dir, cpu_threads(), current_gpu_id())
-        output = compiled(probe)[0].numpy()
-    except Exception as error:  # noqa: BLE001 - any failure here means "use dygraph"
-        raise GcsegError(f"Paddle Inference could not run the model: {type(error).__name__}: "
-                         f"{str(error).strip().splitlines()[0]}") from error
-    difference = max_relative_difference(output, reference)
-    if not difference <= RELATIVE_TOLERANCE:
-        raise GcsegError(f"Paddle Inference differs from dygraph by {difference:.2e} "
-                         f"(relative) on a probe image")
-    return compiled
+        except Exception as error:  # noqa: BLE001 - no engine can run what was not exported
+            return {engine: GcsegError(f"{RUNTIME_LABELS[engine]} could not run the model: "
+                                       f"the export failed: {_first_line(error)}")
+                    for engine in engines}
+        return {engine: _checked(engine, work_dir, probe, reference) for engine in engines}
+
+
+def compile_for_inference(model: nn.Layer, engine: str = "predictor") -> CompiledModel:
+    """``model`` compiled for ``engine`` (``predictor`` or ``onnxruntime``); raises the
+    :class:`GcsegError` of :func:`compile_engines` when it cannot be used."""
+    if engine == "onnxruntime":  # a missing optional package is reported before any work
+        from gcseg.deploy.onnx_export import import_paddle2onnx
+        from gcseg.deploy.onnx_runtime import import_onnxruntime
+        import_onnxruntime("the onnxruntime engine")
+        import_paddle2onnx("the onnxruntime engine")
+    result = compile_engines(model, [engine])[engine]
+    if isinstance(result, GcsegError):
+        raise result
+    return result
+
+
+def _median_seconds(compiled: Dict[str, CompiledModel]) -> Dict[str, float]:
+    """Median forward time of each compiled engine on a ``TIMING_SHAPE`` image, alternating
+    engines round by round so that load from other processes hits them alike."""
+    image = paddle.to_tensor(np.random.default_rng(1).standard_normal(TIMING_SHAPE)
+                             .astype(np.float32))
+    times: Dict[str, List[float]] = {name: [] for name in compiled}
+    for name, forward in compiled.items():
+        forward(image)  # warm-up: kernel selection, caches
+    for _ in range(TIMING_ROUNDS):
+        for name, forward in compiled.items():
+            start = time.perf_counter()
+            forward(image)
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def _agreed_engines(working: Dict[str, CompiledModel], seconds: Dict[str, float]
+                    ) -> Tuple[List[str], Dict[str, float]]:
+    """The compiled engines that run on every process, and their times summed over processes:
+    in a distributed evaluation all processes must take the same engine."""
+    from gcseg.engine.distributed import all_reduce_sum, get_world_size
+    local = [float(name in working) for name in COMPILED_ENGINES] + \
+        [seconds.get(name, 0.0) for name in COMPILED_ENGINES]
+    summed = all_reduce_sum(paddle.to_tensor(local, dtype="float32")).numpy()
+    count = len(COMPILED_ENGINES)
+    agreed = [name for name, votes in zip(COMPILED_ENGINES, summed[:count])
+              if int(round(float(votes))) == get_world_size()]
+    return agreed, dict(zip(COMPILED_ENGINES, (float(v) for v in summed[count:])))
+
+
+def _choose_auto(model: nn.Layer) -> CompiledModel:
+    """Compile every engine that can run here; the faster of those that agree with dygraph
+    wins, once per process, with one line saying why. Raises when none can be used."""
+    from gcseg.deploy.onnx_export import onnx_tools_installed
+    candidates = ["predictor"] + (["onnxruntime"] if onnx_tools_installed() else [])
+    results = compile_engines(model, candidates)
+    working = {name: r for name, r in results.items() if isinstance(r, CompiledModel)}
+    agreed, seconds = _agreed_engines(working, _median_seconds(working)
+                                      if len(working) == len(COMPILED_ENGINES) else {})
+    if not agreed:
+        raise next((r for r in results.values() if isinstance(r, GcsegError)),
+                   GcsegError("no compiled engine runs in every process"))
+    if len(agreed) == len(COMPILED_ENGINES):
+        choice = min(agreed, key=seconds.get)
+        reason = (f"ONNX Runtime took {seconds['onnxruntime'] / seconds['predictor']:.2f}x "
+                  f"Paddle Inference's time on a {TIMING_SHAPE[3]}x{TIMING_SHAPE[2]} image")
+    else:
+        choice, = agreed
+        other = next(name for name in COMPILED_ENGINES if name != choice)
+        reason = ("ONNX Runtime: onnxruntime/paddle2onnx not installed" if other not in results
+                  else str(results[other]) if other not in working
+                  else f"{RUNTIME_LABELS[other]} fails in another process")
+    _AUTO_CHOICE["engine"] = choice
+    print(f"gcseg: evaluation engine {choice} for this process ({reason})", file=sys.stderr)
+    return working[choice]
 
 
 def current_gpu_id() -> Optional[int]:
@@ -116,9 +230,11 @@ def inference_forward(model: nn.Layer, engine: str = "auto", precision: str = "f
     if engine == "dygraph" or (engine == "auto" and (precision != "fp32" or not _on_cpu())):
         return fold_batchnorm(model)
     try:
-        compiled = compile_for_inference(model)
+        compiled = (compile_for_inference(model, engine) if engine != "auto"
+                    else compile_for_inference(model, _AUTO_CHOICE["engine"])
+                    if "engine" in _AUTO_CHOICE else _choose_auto(model))
     except GcsegError as error:
-        if engine == "predictor":
+        if engine != "auto":
             raise
         print(f"gcseg: evaluating with dygraph ({error})", file=sys.stderr)
         return fold_batchnorm(model)
@@ -128,5 +244,6 @@ def inference_forward(model: nn.Layer, engine: str = "auto", precision: str = "f
 
 
 def engine_name(forward: Forward) -> str:
-    """``"predictor"`` or ``"dygraph"``: which engine :func:`inference_forward` returned."""
-    return "predictor" if isinstance(forward, PredictorModel) else "dygraph"
+    """``"predictor"``, ``"onnxruntime"`` or ``"dygraph"``: which engine
+    :func:`inference_forward` returned."""
+    return forward.engine if isinstance(forward, CompiledModel) else "dygraph"

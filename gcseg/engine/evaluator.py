@@ -131,7 +131,8 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset, *, aug_eval: bo
     """Evaluate ``model`` on ``dataset`` (batch 1); returns the metrics of
     :func:`gcseg.engine.metrics.metrics_from_confusion` plus ``num_images``, ``class_names``,
     the paths, the inference settings and the ``engine`` used
-    (:func:`gcseg.deploy.engine.inference_forward`: ``auto``, ``predictor`` or ``dygraph``),
+    (:func:`gcseg.deploy.engine.inference_forward`: ``auto``, ``predictor``, ``onnxruntime``
+    or ``dygraph``),
     and with ``auc_roc`` the ``auc_roc`` of :class:`gcseg.engine.metrics.RocAuc`.
     Restores the model's train mode afterwards. ``release_model`` frees the model's weights
     once a predictor holds them (for callers that evaluate once and are done with the model)."""

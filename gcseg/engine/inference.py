@@ -26,7 +26,7 @@ from gcseg.errors import DataError, UsageError
 
 Size = Tuple[int, int]
 Flip = Tuple[bool, bool]  # (horizontal, vertical)
-# a model, or anything called like one (gcseg.deploy.engine.PredictorModel): images -> [logits]
+# a model, or anything called like one (gcseg.deploy.engine.CompiledModel): images -> [logits]
 Forward = Callable[[paddle.Tensor], Sequence[paddle.Tensor]]
 # what one TTA view adds to the average, from its logits at the input size
 ViewOutput = Callable[[paddle.Tensor], paddle.Tensor]
