@@ -120,6 +120,7 @@ def compile_engines(model: nn.Layer, engines: Sequence[str]
     with tempfile.TemporaryDirectory(prefix="gcseg_engine_") as work_dir:
         try:
             export_model(model, work_dir, output_op="none")
+            gc.collect()  # the traced BN-folded copy sits in reference cycles: free it first
         except Exception as error:  # noqa: BLE001 - no engine can run what was not exported
             return {engine: GcsegError(f"{RUNTIME_LABELS[engine]} could not run the model: "
                                        f"the export failed: {_first_line(error)}")
