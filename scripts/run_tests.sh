@@ -35,7 +35,7 @@ if [ "${GCSEG_SKIP_PADDLE26:-0}" = "0" ]; then
   .venv-paddle26/bin/pip install "${PIP_FLAGS[@]}" "paddlepaddle==2.6.2" "numpy<2" \
     "opencv-python-headless<4.11" Pillow pyyaml tqdm visualdl safetensors pytest hypothesis \
     setuptools wheel "scipy<1.14" "scikit-learn<1.6" filelock prettytable matplotlib \
-    cityscapesscripts "paddle2onnx==1.3.1" onnxruntime
+    cityscapesscripts imgviz "paddle2onnx==1.3.1" onnxruntime
   .venv-paddle26/bin/pip install "${PIP_FLAGS[@]}" --no-deps -e . paddleseg==2.8.0
   echo "== Paddle 2.6.2: the suite but its slow end-to-end quickstart run"
   .venv-paddle26/bin/python -m pytest -q -p no:cacheprovider -m "not paddle3_only and not slow" \

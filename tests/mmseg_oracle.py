@@ -5,11 +5,14 @@ The oracle's Python is ``$GCSEG_MMSEG_PYTHON`` or the repository's ``.venv-mmseg
 ``scripts/install_mmseg_oracle.sh``). Without it the tests that need it skip, except in CI
 (``CI=true``), where a missing oracle is a failure.
 """
+import hashlib
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pytest
 
@@ -51,3 +54,23 @@ def run_gcnet_oracle(out_dir: Path, **settings) -> Path:
     """Run the mmseg GCNet oracle (see tests/oracles/mmseg_gcnet.py) into ``out_dir``."""
     run_oracle("mmseg_gcnet.py", str(out_dir), json.dumps(settings))
     return out_dir
+
+
+def cached_oracle_outputs(script: str, settings: dict, produce: Callable[[Path], None]) -> Path:
+    """The folder ``produce(folder)`` fills by running oracle ``script`` with ``settings``,
+    computed once per machine: the Paddle 2.6 and 3.x runs of the suite share it (keyed by the
+    oracle's code, its Python and the settings)."""
+    python = require_oracle_python()
+    code = (ORACLES / script).read_bytes()
+    key = hashlib.sha256(code + python.encode() + json.dumps(settings, sort_keys=True).encode())
+    cached = Path(tempfile.gettempdir()) / "gcseg-mmseg-oracle" / key.hexdigest()[:16]
+    if not (cached / "oracle.npz").is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cached.parent))
+        try:
+            produce(staging)
+            if not cached.exists():  # else another run of the suite finished first
+                os.replace(staging, cached)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return cached

@@ -102,6 +102,16 @@ def test_probability_average_softmaxes_each_view_at_the_label_resolution(model, 
     np.testing.assert_allclose(probs.sum(axis=1).numpy(), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("views", [dict(), dict(aug_eval=True, scales=[1.0])])
+def test_one_view_keeps_its_logits_under_probs_averaging(model, image, views):
+    """MMSeg's rows set ``tta_average: probs`` for ms+flip; without TTA (or with one view)
+    nothing is averaged and the output is the logits, as MMSeg's inference returns them."""
+    _, expected = oracle.inference(model, image, trans_info=TRANS_INFO)
+    settings = InferenceSettings(tta_average="probs", **views)
+    assert not settings.averages_probs
+    assert_close(infer_logits(model, image, settings, TRANS_INFO), expected)
+
+
 class MirrorSymmetricNet(nn.Layer):
     """Per-pixel classifier of a horizontally symmetric input: flipping changes nothing."""
 

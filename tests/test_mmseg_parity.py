@@ -6,14 +6,10 @@ the legacy format; gcseg reads those files without torch and must reproduce mmse
 1e-4 of the largest logit: whole image, sliding windows (a scaled-down 769/513 row with
 ``align_corners=True``) and ms+flip (softmax averaged over six scales and flips).
 """
-import hashlib
 import json
 import logging
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +21,8 @@ from gcseg.engine.inference import InferenceSettings, infer_logits
 from gcseg.errors import CheckpointError
 from gcseg.models import GCNet, ResNet18_v1c, ResNet18_vd, ResNet50_v1c, load_weights
 from gcseg.models.weights import OPENMMLAB_URLS
-from mmseg_oracle import ORACLES, ROOT, require_oracle_python, run_gcnet_oracle, run_oracle
+from mmseg_oracle import (ROOT, cached_oracle_outputs, require_oracle_python, run_gcnet_oracle,
+                          run_oracle)
 
 MS_SCALES = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 # a 769x769-window, stride-513 Cityscapes row scaled down: align_corners True, ragged windows
@@ -37,22 +34,9 @@ FORMATS = ["gcnet_zip.pth", "gcnet_legacy.pth"]
 
 
 def oracle_outputs(settings: dict) -> Path:
-    """The oracle's files for ``settings``, computed once per machine: the Paddle 2.6 and 3.x
-    runs of the suite share them (keyed by the oracle's code, its Python and the settings)."""
-    python = require_oracle_python()
-    code = (ORACLES / "mmseg_gcnet.py").read_bytes()
-    key = hashlib.sha256(code + python.encode() + json.dumps(settings, sort_keys=True).encode())
-    cached = Path(tempfile.gettempdir()) / "gcseg-mmseg-oracle" / key.hexdigest()[:16]
-    if not (cached / "oracle.npz").is_file():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cached.parent))
-        try:
-            run_gcnet_oracle(staging, **settings)
-            if not cached.exists():  # else another run of the suite finished first
-                os.replace(staging, cached)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return cached
+    """The oracle's files for ``settings``, computed once per machine."""
+    return cached_oracle_outputs("mmseg_gcnet.py", settings,
+                                 lambda folder: run_gcnet_oracle(folder, **settings))
 
 
 @pytest.fixture(scope="module")

@@ -94,8 +94,8 @@ def _update(matrix: ConfusionMatrix, model: Forward, item: dict, settings: Infer
                         f"label {label.shape[-2:]} differ in size; does trans_info record every "
                         f"resize/padding of the val transforms?")
     matrix.update(label, logits.argmax(axis=1))
-    if roc is not None:  # with tta_average="probs" the average already is probabilities
-        roc.update(label, logits if settings.tta_average == "probs" else F.softmax(logits, axis=1))
+    if roc is not None:  # an average of softmaxed views already is probabilities
+        roc.update(label, logits if settings.averages_probs else F.softmax(logits, axis=1))
 
 
 def _evaluate_shard(matrix: ConfusionMatrix, forward: Forward, batches: WaitedBatches,

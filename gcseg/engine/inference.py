@@ -93,6 +93,14 @@ class InferenceSettings:
                 flips.append((True, True))
         return self.scales, flips
 
+    @property
+    def averages_probs(self) -> bool:
+        """Whether :func:`infer_logits` gives probabilities: ``tta_average: probs`` averages the
+        softmax of several views as MMSegmentation's TTA does; a single view keeps its logits,
+        as MMSegmentation's whole-image and sliding-window inference return them."""
+        scales, flips = self.views()
+        return self.tta_average == "probs" and len(scales) * len(flips) > 1
+
     def describe_views(self) -> str:
         """The views :meth:`views` runs, in words: ``scales 0.75, 1.0; flips: none, horizontal
         (4 views per image, logits averaged)``."""
@@ -227,7 +235,7 @@ def _view_output(settings: InferenceSettings, trans_info: Sequence) -> ViewOutpu
     MMSegmentation resizes each view's logits to the original image before its softmax, and
     softmax does not commute with resizing.
     """
-    if settings.tta_average == "logits":
+    if not settings.averages_probs:
         return lambda logits: logits
     return lambda logits: F.softmax(reverse_transform(logits, trans_info, settings.align_corners),
                                     axis=1)
@@ -264,6 +272,6 @@ def infer_logits(model: Forward, image: paddle.Tensor, settings: InferenceSettin
     for scale in scales[1:]:
         total += _scale_sum(model, image, scale, flips, settings, output)
     average = total / (len(scales) * len(flips))
-    if settings.tta_average == "probs":
+    if settings.averages_probs:
         return average  # already at the label's resolution
     return reverse_transform(average, trans_info, settings.align_corners)
