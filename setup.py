@@ -23,7 +23,14 @@ setup(
     packages=find_packages(include=["gcseg", "gcseg.*"]),
     python_requires=">=3.9",
     install_requires=requirements("requirements.txt"),
-    extras_require={"test": requirements("requirements-test.txt")},
+    extras_require={
+        "cpu": requirements("requirements-cpu.txt"),
+        "test": requirements("requirements-test.txt"),
+        # ONNX export (paddle2onnx) and ONNX Runtime; paddle2onnx 2.x reads Paddle 3's programs
+        # and refuses to import beside Paddle 2.6, which needs 1.3 (extra onnx-paddle26).
+        "onnx": ["paddle2onnx>=2.1,<3", "onnxruntime>=1.16"],
+        "onnx-paddle26": ["paddle2onnx==1.3.1", "onnxruntime>=1.16"],
+    },
     entry_points={"console_scripts": [
         f"gcseg-{name.replace('_', '-')} = gcseg.commands.{name}:run" for name in COMMANDS]},
     license="Apache-2.0",

@@ -10,6 +10,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -20,7 +21,8 @@ import paddle
 from benchmarks.flops import count_flops, count_parameters
 from gcseg.cpu_env import malloc_environment, recommended_settings
 from gcseg.deploy.fold_bn import fold_batchnorm
-from gcseg.engine.forward import backend_name, inference_forward
+from gcseg.deploy.onnx_export import onnx_tools_installed
+from gcseg.engine.forward import backend_name, inference_forward, max_relative_difference
 from gcseg.engine.inference import InferenceSettings, infer_logits
 from gcseg.engine.metrics import ConfusionMatrix
 from gcseg.errors import UsageError
@@ -33,7 +35,7 @@ TTA_SCALES = (0.75, 1.0, 1.25)
 class Row:
     name: str
     unit: str
-    gcseg: float
+    gcseg: Optional[float]
     paddleseg: Optional[float]
 
     @property
@@ -166,24 +168,34 @@ def _train_step(model: paddle.nn.Layer, optimizer, images, labels,
     return step
 
 
-def train_rows(model, twin, shape, loss_cfg: Dict, num_classes: int,
-               repeats: int) -> List[Row]:
-    """One SGD step, batch 2, each package with its own losses built from the config's
-    ``loss`` section (gcseg: ``combine`` over ``Config.loss``; PaddleSeg: its loss classes)."""
-    from gcseg.losses import combine
+def train_batch(shape, num_classes: int) -> Tuple[paddle.Tensor, paddle.Tensor]:
+    """Batch 2 of random images of ``shape``'s size and labels with an ignored band."""
     rng = np.random.default_rng(1)
     images = paddle.to_tensor(rng.standard_normal([2, *shape[1:]]).astype(np.float32))
     label = rng.integers(0, num_classes, [2, *shape[2:]])
     label[:, : shape[2] // 8] = 255  # an ignored band, as in real labels
-    labels = paddle.to_tensor(label.astype("int64"))
-    theirs = paddleseg_loss(loss_cfg["spec"])
-    loss_fns = {"gcseg": lambda logits, y: combine(logits, y, loss_cfg["built"])[0],
-                "paddleseg": theirs}
+    return images, paddle.to_tensor(label.astype("int64"))
+
+
+def own_loss(impl: str, loss_cfg: Dict) -> Callable[[List[paddle.Tensor], paddle.Tensor],
+                                                     paddle.Tensor]:
+    """Each package's total loss built from the config's ``loss`` section."""
+    from gcseg.losses import combine
+    if impl == "gcseg":
+        return lambda logits, labels: combine(logits, labels, loss_cfg["built"])[0]
+    return paddleseg_loss(loss_cfg["spec"])
+
+
+def train_rows(model, twin, shape, loss_cfg: Dict, num_classes: int,
+               repeats: int) -> List[Row]:
+    """One SGD step, batch 2, each package with its own losses built from the config's
+    ``loss`` section (gcseg: ``combine`` over ``Config.loss``; PaddleSeg: its loss classes)."""
+    images, labels = train_batch(shape, num_classes)
     steps = {}
     for name, net in (("gcseg", model), ("paddleseg", twin)):
         net.train()
         optimizer = paddle.optimizer.SGD(learning_rate=1e-6, parameters=net.parameters())
-        steps[name] = _train_step(net, optimizer, images, labels, loss_fns[name])
+        steps[name] = _train_step(net, optimizer, images, labels, own_loss(name, loss_cfg))
     times = time_alternating(steps, max(2, repeats))
     model.eval()
     twin.eval()
@@ -244,23 +256,53 @@ def metric_rows(shape, num_classes: int, repeats: int, eval_seconds: float) -> L
                 100 * times["paddleseg"] / eval_seconds)]
 
 
-def deploy_rows(forward, model, image, repeats: int, work_dir: str) -> List[Row]:
-    """Paddle Inference in bf16 (oneDNN, same threads) against the fp32 engine ``forward``."""
-    from gcseg.engine.forward import cpu_threads
-    from gcseg.deploy.runtime import DeployedModel
+BF16_ROW = "Paddle Inference oneDNN bf16 forward (vs gcseg fp32 engine)"
+
+
+def deploy_rows(forward, model, image, repeats: int, work_dir: str,
+                cpuinfo: str = "/proc/cpuinfo") -> List[Row]:
+    """Paddle Inference in bf16 (oneDNN, same threads) against the fp32 engine ``forward``: on
+    a CPU without bf16 instructions one row saying so; where the bf16 logits equal the fp32
+    ones bit for bit, the rows say that bf16 was not applied rather than time fp32 as bf16."""
+    from gcseg.cpu_env import cpu_supports_bf16
     from gcseg.deploy.export import export_model
+    from gcseg.deploy.runtime import DeployedModel
+    from gcseg.engine.forward import cpu_threads
+    if not cpu_supports_bf16(cpuinfo):
+        return [Row(f"{BF16_ROW}: not supported on this CPU (no avx512_bf16 / amx_bf16)", "-",
+                    None, None)]
     export_model(model, work_dir, output_op="none")
     batch = image.numpy()
     bf16 = DeployedModel(work_dir, bf16=True, cpu_threads=cpu_threads())
     times = time_alternating({"bf16": lambda: bf16.run(batch),
                               "fp32": lambda: sync(forward(image)[0])}, repeats)
     out32, out16 = forward(image)[0].numpy(), bf16.run(batch)
+    difference = float(np.abs(out16 - out32).max())
     agree = float((out16.argmax(1) == out32.argmax(1)).mean())
-    return [Row("Paddle Inference oneDNN bf16 forward (vs gcseg fp32 engine)", "s",
-                times["bf16"], times["fp32"]),
-            Row("bf16 predictor max |logit - fp32|", "abs", float(np.abs(out16 - out32).max()),
-                None),
+    name = BF16_ROW if difference > 0 else \
+        f"{BF16_ROW}: bf16 not applied by Paddle {paddle.__version__} (logits identical to fp32)"
+    return [Row(name, "s", times["bf16"], times["fp32"]),
+            Row("bf16 predictor max |logit - fp32|", "abs", difference, None),
             Row("bf16 argmax agreement with fp32", "%", 100 * agree, None)]
+
+
+def onnx_rows(model, twin, image, repeats: int) -> List[Row]:
+    """ONNX Runtime (paddle2onnx's conversion of the BN-folded export) against Paddle Inference
+    fp32 (the same export, same threads) and PaddleSeg's dygraph forward, all three alternating."""
+    from gcseg.engine.forward import compile_for_inference
+    onnx = compile_for_inference(model, "onnxruntime")
+    predictor = compile_for_inference(model, "predictor")
+    with paddle.no_grad():
+        times = time_alternating({"onnxruntime": lambda: onnx(image),
+                                  "predictor": lambda: predictor(image),
+                                  "paddleseg": lambda: sync(twin(image)[0])}, repeats)
+    difference = max_relative_difference(onnx(image)[0].numpy(), predictor(image)[0].numpy())
+    return [Row("ONNX Runtime forward (vs Paddle Inference fp32)", "s", times["onnxruntime"],
+                times["predictor"]),
+            Row("ONNX Runtime forward (vs PaddleSeg dygraph)", "s", times["onnxruntime"],
+                times["paddleseg"]),
+            Row("ONNX Runtime max |logit - Paddle Inference| / max |logit|", "rel", difference,
+                None)]
 
 
 def peak_rss_mb(impl: str, config: str, size: Tuple[int, int], opts: Sequence[str]) -> float:
@@ -276,10 +318,11 @@ def peak_rss_mb(impl: str, config: str, size: Tuple[int, int], opts: Sequence[st
 
 def memory_child(impl: str, config: str, size: Tuple[int, int], opts: Sequence[str]) -> None:
     from gcseg.config import Config
-    cfg = Config(config, list(opts))
+    cfg = Config(config, list(opts), load_pretrained=False)  # speed needs no trained weights
     model = cfg.model
     model.eval()
-    net = inference_forward(model) if impl == "gcseg" else paddleseg_twin(model, cfg.dic["model"])
+    net = inference_forward(model, release_model=True) if impl == "gcseg" \
+        else paddleseg_twin(model, cfg.dic["model"])  # gcseg as val.py runs it
     del model
     with paddle.no_grad():
         sync(net(paddle.zeros([1, 3, size[1], size[0]]))[0])
@@ -300,6 +343,48 @@ def peak_rss_of_this_process_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train_memory_child(impl: str, config: str, size: Tuple[int, int],
+                       opts: Sequence[str]) -> None:
+    """Build one implementation with SGD + momentum and run one training step (batch 2, its
+    own loss); prints the peak RSS in MB."""
+    from gcseg.config import Config
+    cfg = Config(config, list(opts))
+    model = cfg.model
+    num_classes = model.num_classes
+    net = model if impl == "gcseg" else paddleseg_twin(model, cfg.dic["model"])
+    del model
+    net.train()
+    images, labels = train_batch([1, 3, size[1], size[0]], num_classes)
+    optimizer = paddle.optimizer.Momentum(learning_rate=1e-6, momentum=0.9,
+                                          parameters=net.parameters())
+    loss = own_loss(impl, {"spec": cfg.section("loss"), "built": cfg.loss})
+    _train_step(net, optimizer, images, labels, loss)()
+    print(peak_rss_of_this_process_mb())
+
+
+def train_memory_rows(config: str, size: Tuple[int, int], opts: Sequence[str]) -> List[Row]:
+    """Peak RSS of a fresh process per implementation running one training step: gcseg with
+    the malloc setting its train.py applies and without it, PaddleSeg as it ships; every child
+    with the same OMP_NUM_THREADS / MKL_DEBUG_CPU_TYPE."""
+    code = ("from benchmarks.compare import train_memory_child; "
+            "train_memory_child({impl!r}, " f"{config!r}, {tuple(size)!r}, {list(opts)!r})")
+    threads = dict(plain_environment(), **recommended_settings())
+    paddleseg = _child_output_mb(code.format(impl="paddleseg"), threads)
+    rows = []
+    for label, env in (("gcseg with its malloc setting (as train.py runs)",
+                        dict(threads, **malloc_environment())),
+                       ("gcseg without the malloc setting", threads)):
+        rows.append(Row(f"peak memory (RSS, build + 1 train step, batch 2), {label}", "MB",
+                        _child_output_mb(code.format(impl="gcseg"), env), paddleseg))
+    return rows
+
+
+def _child_output_mb(code: str, env: Dict[str, str]) -> float:
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, env=env, cwd=ROOT).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 # ----------------------------------------------------------------------------- whole process
@@ -399,17 +484,44 @@ def paddleseg_val_child(config: str, model_path: str) -> None:
     evaluate(model, builder.val_dataset)
 
 
-def _run(command: List[str], env: Dict[str, str]) -> None:
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
-    if done.returncode:
-        raise UsageError(f"{' '.join(command[:3])} failed: {done.stderr.strip()[-500:]}")
+# Runs ``[script, args...]`` or ``["-c", code, args...]`` and writes the process's peak RSS (MB)
+# to the file named first. Plain Python: the program measured imports Paddle itself, after its
+# own CPU set-up.
+PEAK_RSS_WRAPPER = """
+import atexit, runpy, sys
+def write_peak(path=sys.argv[1]):
+    with open('/proc/self/status') as status:
+        peak_kb = next(int(line.split()[1]) for line in status if line.startswith('VmHWM:'))
+    with open(path, 'w') as out:
+        out.write(str(peak_kb / 1024))
+atexit.register(write_peak)
+if sys.argv[2] == '-c':
+    code = sys.argv[3]
+    sys.argv = ['-c', *sys.argv[4:]]
+    exec(compile(code, '<string>', 'exec'), {'__name__': '__main__'})
+else:
+    sys.argv = sys.argv[2:]
+    runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+def _run(command: List[str], env: Dict[str, str]) -> float:
+    """Run ``[python, ...]`` to completion; returns its peak RSS in MB."""
+    with tempfile.TemporaryDirectory(prefix="gcseg_peak_") as work_dir:
+        peak_file = os.path.join(work_dir, "peak")
+        wrapped = [command[0], "-c", PEAK_RSS_WRAPPER, peak_file, *command[1:]]
+        done = subprocess.run(wrapped, env=env, capture_output=True, text=True, cwd=ROOT)
+        if done.returncode:
+            raise UsageError(f"{' '.join(command[:3])} failed: {done.stderr.strip()[-500:]}")
+        with open(peak_file, encoding="utf-8") as peak:
+            return float(peak.read())
 
 
 def val_process_rows(model, config_dic: Dict, work_dir: str, input_size: Tuple[int, int],
                      num_images: int, repeats: int) -> List[Row]:
     """``scripts/val.py`` against PaddleSeg's evaluate, each a fresh process on the same data
     and weights: as users run them (gcseg sets up the CPU itself, PaddleSeg gets the plain
-    environment) and with both in the tuned environment."""
+    environment) and with both in the tuned environment. Times and peak RSS."""
     config, weights = prepare_val_run(model, config_dic, work_dir, input_size, num_images)
     gcseg = [sys.executable, os.path.join(ROOT, "scripts", "val.py"), "--config", config,
              "--model_path", weights]
@@ -420,10 +532,15 @@ def val_process_rows(model, config_dic: Dict, work_dir: str, input_size: Tuple[i
                         plain_environment()),
                        ("same env: both with OMP_NUM_THREADS + MKL_DEBUG_CPU_TYPE + MALLOC_*",
                         tuned_environment())):
-        times = time_alternating({"gcseg": lambda: _run(gcseg, env),
-                                  "paddleseg": lambda: _run(paddleseg, env)}, repeats, warmup=0)
+        peaks: Dict[str, List[float]] = {"gcseg": [], "paddleseg": []}
+        times = time_alternating(
+            {"gcseg": lambda: peaks["gcseg"].append(_run(gcseg, env)),
+             "paddleseg": lambda: peaks["paddleseg"].append(_run(paddleseg, env))},
+            repeats, warmup=0)
         rows.append(Row(f"val.py whole process, {num_images} images, {label}", "s",
                         times["gcseg"], times["paddleseg"]))
+        rows.append(Row(f"peak memory (RSS) of that val.py process, {label.split(':')[0]}",
+                        "MB", max(peaks["gcseg"]), max(peaks["paddleseg"])))
     return rows
 
 
@@ -448,7 +565,7 @@ def run_benchmark(config: str, input_size: Tuple[int, int] = (512, 256), repeats
     whole-process val.py rows, ``train_iters > 1`` the training data-pipeline row.
     Returns ``{"rows": [...], "meta": {...}}``."""
     from gcseg.config import Config
-    cfg = Config(config, list(opts))
+    cfg = Config(config, list(opts), load_pretrained=False)  # speed needs no trained weights
     model = cfg.model
     model.eval()
     twin = paddleseg_twin(model, cfg.dic["model"])
@@ -469,12 +586,15 @@ def run_benchmark(config: str, input_size: Tuple[int, int] = (512, 256), repeats
     rows += metric_rows(shape, model.num_classes, repeats, engine_rows[0].gcseg)
     if deploy:
         rows += deploy_rows(forward, folded, image, repeats, os.path.join(work_dir, "exported"))
+        if onnx_tools_installed():
+            rows += onnx_rows(model, twin, image, repeats)
     loss_cfg = {"spec": cfg.section("loss"), "built": cfg.loss}
     rows += train_rows(model, twin, shape, loss_cfg, model.num_classes, repeats)  # changes weights
     if memory:
         rows.append(Row("peak memory (RSS, build + 1 forward)", "MB",
                         peak_rss_mb("gcseg", config, input_size, opts),
                         peak_rss_mb("paddleseg", config, input_size, opts)))
+        rows += train_memory_rows(config, input_size, opts)
     if val_images:
         rows += val_process_rows(model, cfg.dic, work_dir, input_size, val_images,
                                  val_repeats)

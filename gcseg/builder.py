@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from gcseg.errors import ConfigError, GcsegError
+from gcseg.errors import CheckpointError, ConfigError, DownloadError, GcsegError
 from gcseg.registry import (BACKBONES, DATASETS, LOSSES, LR_SCHEDULERS, MODELS, OPTIMIZERS,
                             TRANSFORMS, Registry)
 
@@ -181,11 +181,16 @@ class ComponentBuilder:
 
     def locate(self, error: GcsegError, kwargs: Dict[str, Any], where: str) -> GcsegError:
         """The error of a constructor, prefixed with the file and key; a message that starts
-        with one of the constructor's arguments (``weight_decay: ...``) is placed at it."""
+        with one of the constructor's arguments (``weight_decay: ...``) is placed at it, a
+        weights error at ``pretrained`` (so an ``--opts`` value is blamed on ``--opts``)."""
         message = str(error)
         key, sep, rest = message.partition(":")
         if sep and key in kwargs:
             where, message = f"{where}.{key}", rest.lstrip()
+        elif isinstance(error, CheckpointError) and kwargs.get("pretrained"):
+            where = f"{where}.pretrained"  # the only weights a constructor reads
+        if isinstance(error, DownloadError) and where.endswith(".pretrained"):
+            message += f", or do without them: --opts {where}=null"
         return type(error)(f"{self.origin(where)}: {where}: {message}")
 
     def build_value(self, value: Any, key: str, where: str) -> Any:

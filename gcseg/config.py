@@ -8,6 +8,7 @@ later one; nested dicts merge key by key, anything else (lists included) is repl
 
 Every error names the file that set the offending key (bases included) and the dotted key.
 """
+import ast
 import copy
 import difflib
 from pathlib import Path
@@ -35,9 +36,10 @@ RUNTIME_DEFAULTS = {
     "global": {"data_format": "NCHW", "device": None, "num_workers": 0},
     "train": {"save_dir": "./output", "do_eval": False, "resume_model": None,
               "save_interval": 1000, "log_iters": 10, "keep_checkpoint_max": 5, "seed": None,
-              "precision": "fp32", "amp_level": "O1", "use_vdl": False},
+              "precision": "fp32", "amp_level": "O1", "use_vdl": False, "repeats": 1},
     "test": {"aug_eval": False, "scales": 1.0, "flip_horizontal": False,
-             "flip_vertical": False, "is_slide": False, "crop_size": None, "stride": None},
+             "flip_vertical": False, "is_slide": False, "crop_size": None, "stride": None,
+             "auc_roc": False},
 }
 
 
@@ -134,19 +136,41 @@ def load_yaml_with_bases(path: Union[str, Path], origins: Optional[Dict[str, str
 
 
 # ----------------------------------------------------------------------------- overrides
+def parse_opt_value(raw: str) -> Any:
+    """An ``--opts`` value in either spelling users bring: Python literals as PaddleSeg reads
+    them (``None``, ``True``, ``[1, 2]``, ``0.75,1.0`` -> a list, ``1e-4``), else YAML
+    (``null``, ``true``, ``[a, b]``, ``{k: v}``), else the text itself."""
+    if not raw.strip():
+        return None
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError:
+            return raw
+    return _tuples_as_lists(value)
+
+
+def _tuples_as_lists(value: Any) -> Any:
+    """Python tuples become lists, as YAML would have written them."""
+    if isinstance(value, (list, tuple)):
+        return [_tuples_as_lists(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _tuples_as_lists(item) for key, item in value.items()}
+    return value
+
+
 def parse_opts(opts: Optional[Sequence[str]]) -> List[tuple]:
-    """``["a.b=1", "c=[1, 2]"]`` -> ``[(["a", "b"], 1), (["c"], [1, 2])]`` (values as YAML)."""
+    """``["a.b=1", "c=[1, 2]"]`` -> ``[(["a", "b"], 1), (["c"], [1, 2])]`` (values as
+    :func:`parse_opt_value` reads them)."""
     parsed = []
     for item in opts or []:
         key, sep, raw = str(item).partition("=")
         if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
             raise ConfigError(f"{OPTS_ORIGIN}: {str(item)!r}: expected key=value, e.g. "
                               "batch_size=4 or model.backbone.output_stride=16")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        parsed.append((key.strip().split("."), value))
+        parsed.append((key.strip().split("."), parse_opt_value(raw)))
     return parsed
 
 
@@ -354,7 +378,7 @@ class Config:
         if not spec:
             raise self._builder.fail("optimizer", "optimizer: missing")
         return self._builder.build(spec, OPTIMIZERS, "optimizer",
-                                   parameters=self.model.parameters(),
+                                   parameters=self.model.named_parameters(),
                                    learning_rate=self.lr_scheduler)
 
     def __repr__(self) -> str:

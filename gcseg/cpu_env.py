@@ -11,29 +11,52 @@ in the heap, on a GCNet-R50 step (batch 2, 512x256; six alternating pairs of who
 thing. A user's own settings always win; ``--no_cpu_tuning`` or ``GCSEG_NO_CPU_TUNING=1`` turns
 the set-up off.
 """
+import contextlib
 import ctypes
+import importlib.abc
+import importlib.util
 import os
 import platform
 import sys
 import warnings
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 OPT_OUT_FLAG = "--no_cpu_tuning"
 OPT_OUT_ENV = "GCSEG_NO_CPU_TUNING"
 # (mallopt parameter, its number in glibc's malloc.h, value, the variable a user sets it with)
 MALLOC_SETTINGS = (("M_MMAP_MAX", -4, 0, "MALLOC_MMAP_MAX_"),
                    ("M_TRIM_THRESHOLD", -1, 1 << 30, "MALLOC_TRIM_THRESHOLD_"))
+# What Paddle prints on stderr at import whenever OMP_NUM_THREADS > 1 (paddle/base/__init__.py,
+# 2.6 and 3.x): a caution about data parallelism and OpenBLAS builds, neither of which applies to
+# the threads configure() sets.
+PADDLE_OMP_WARNING = ("WARNING: OMP_NUM_THREADS set to ", "PLEASE USE OMP_NUM_THREADS WISELY.")
+
+
+# Either flag means the CPU computes in bfloat16 natively (AVX512-BF16 dot products, AMX tiles).
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpuinfo_field(name: str, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The value of the first ``name : value`` line of ``cpuinfo`` ("" when absent)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as lines:
+            for line in lines:
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
 
 
 def cpu_vendor() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+    return cpuinfo_field("vendor_id") or "unknown"
+
+
+def cpu_supports_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU has AVX512-BF16 or AMX-BF16 (``flags`` of ``cpuinfo``)."""
+    flags = set(cpuinfo_field("flags", cpuinfo).split())
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 def usable_cores() -> int:
@@ -83,6 +106,69 @@ def keep_freed_memory_in_the_heap() -> Dict[str, str]:
             if mallopt(number, value) == 1}
 
 
+class _LineFilter:
+    """``sys.stderr`` minus whole lines starting with ``dropped``, while ``active``; after that
+    a plain pass-through (Paddle's loggers keep the stream they saw while it was imported)."""
+
+    def __init__(self, target, dropped: Tuple[str, ...]) -> None:
+        self.target, self.dropped, self.pending, self.active = target, dropped, "", True
+
+    def write(self, text: str) -> int:
+        if not self.active:
+            return self.target.write(text)
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            if not line.startswith(self.dropped):
+                self.target.write(line + "\n")
+        return len(text)
+
+    def close_filter(self) -> None:
+        self.active = False
+        self.target.write(self.pending)
+        self.pending = ""
+        self.target.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self.target, name)  # flush, fileno, isatty, encoding, ...
+
+
+@contextlib.contextmanager
+def stderr_without(dropped: Tuple[str, ...]) -> Iterator[None]:
+    """Within the block, lines written to ``sys.stderr`` that start with ``dropped`` vanish."""
+    stream = _LineFilter(sys.stderr, dropped)
+    try:
+        with contextlib.redirect_stderr(stream):
+            yield
+    finally:
+        stream.close_filter()
+
+
+class _QuietPaddleImport(importlib.abc.MetaPathFinder):
+    """Imports ``paddle`` (once, whenever that happens) without ``PADDLE_OMP_WARNING``."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "paddle":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            load = spec.loader.exec_module
+
+            def exec_module(module) -> None:
+                with stderr_without(PADDLE_OMP_WARNING):
+                    load(module)
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+def silence_paddle_omp_warning() -> None:
+    """Drop Paddle's import-time OMP_NUM_THREADS warning (once Paddle has been imported there is
+    nothing left to drop)."""
+    if "paddle" not in sys.modules and \
+            not any(isinstance(finder, _QuietPaddleImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietPaddleImport())
+
+
 def configure(argv: Optional[Sequence[str]] = None, announce: bool = True) -> Dict[str, str]:
     """Set the recommended CPU variables the user has not set and tune malloc; returns what
     was set."""
@@ -95,6 +181,8 @@ def configure(argv: Optional[Sequence[str]] = None, announce: bool = True) -> Di
     variables = {key: value for key, value in recommended_settings().items()
                  if key not in os.environ}
     os.environ.update(variables)
+    if "OMP_NUM_THREADS" in variables:
+        silence_paddle_omp_warning()
     applied = {**variables, **keep_freed_memory_in_the_heap()}
     is_first_rank = os.environ.get("PADDLE_TRAINER_ID", "0") == "0"
     if announce and applied and is_first_rank:

@@ -22,9 +22,20 @@ class CheckpointError(GcsegError):
     """A weights/checkpoint file is missing, corrupt or does not fit the model."""
 
 
+class DownloadError(CheckpointError):
+    """Weights named by a URL cannot be downloaded (offline, blocked, HTTP error)."""
+
+
 class UsageError(GcsegError):
     """A command-line flag has an invalid value."""
 
 
 class TrainingError(GcsegError):
     """Training cannot go on (non-finite loss, out of memory, disk full)."""
+
+
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """The first non-empty line of ``error``'s message (its type name if it has none), for
+    one-line reports of errors that are not gcseg's own (Paddle's span many lines)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:limit]

@@ -23,7 +23,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--no_deploy", action="store_true",
-                        help="skip the Paddle Inference fp32/bf16 rows")
+                        help="skip the Paddle Inference fp32/bf16 and ONNX Runtime rows "
+                             "(the ONNX rows need gcseg[onnx])")
     parser.add_argument("--no_memory", action="store_true",
                         help="skip the peak-memory row (two child processes)")
     parser.add_argument("--val_images", type=int, default=0,

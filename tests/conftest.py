@@ -3,10 +3,13 @@ other; they import from here).
 
 The CPU environment must be configured before Paddle is imported, so that happens first.
 """
+import functools
+import http.server
 import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -26,7 +29,9 @@ import pytest  # noqa: E402
 
 from gcseg.config import Config  # noqa: E402
 from gcseg.data.quickstart import make_quickstart_dataset  # noqa: E402
+from gcseg.engine.inference import InferenceSettings, infer_logits  # noqa: E402
 from gcseg.engine.trainer import Hook, StepResult, Trainer, TrainSettings  # noqa: E402
+from gcseg.models import GCNet, ResNet18_vd, load_weights  # noqa: E402
 from gcseg.models.weights import save_weights  # noqa: E402
 
 
@@ -260,3 +265,59 @@ def write_run(tmp_path: Path, num_val: int = 3):
     model_path = tmp_path / "model.pdparams"
     save_weights(Config(config_path).model, str(model_path))
     return config_path, model_path
+
+
+# ----------------------------------------------------------------------------- models and services
+@pytest.fixture(scope="module")
+def gcnet():
+    """A small GCNet (ResNet18_vd) with random BN statistics, in eval mode."""
+    paddle.seed(0)
+    model = GCNet(5, ResNet18_vd(output_stride=8), gc_channels=32)
+    randomise_batchnorm_statistics(model)
+    model.eval()
+    return model
+
+
+def run_predictor(predictor, batch: np.ndarray) -> np.ndarray:
+    """One batch through a Paddle Inference predictor, as a deployer runs it."""
+    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    handle.reshape(list(batch.shape))
+    handle.copy_from_cpu(batch)
+    predictor.run()
+    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+
+
+def expected_prediction(config_path, model_path, image_path):
+    cfg = Config(config_path, load_pretrained=False)  # model_path replaces them
+    model, dataset = cfg.model, cfg.val_dataset
+    load_weights(model, str(model_path))
+    model.eval()
+    data = dataset.transforms({"img": str(image_path), "trans_info": []})
+    settings = InferenceSettings(aug_eval=True, flip_horizontal=True)
+    logits = infer_logits(model, paddle.to_tensor(data["img"][None]), settings, data["trans_info"])
+    return logits.argmax(axis=1)[0].numpy()
+
+
+@pytest.fixture
+def http_root(tmp_path, monkeypatch):
+    """Serve ``tmp_path/www`` on 127.0.0.1; yields (directory, base URL, list of paths served)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    served = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            served.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("GCSEG_HOME", str(tmp_path / "home"))
+    yield root, f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+    server.server_close()

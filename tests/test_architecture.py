@@ -15,7 +15,8 @@ FLOORS = {
     "base": 0, "models": 1, "data": 1, "losses": 1, "optim": 1,
     "deploy": 2, "config": 2, "engine": 3, "cli": 4, "commands": 5,
 }
-BASE_MODULES = {"gcseg", "gcseg.errors", "gcseg.registry", "gcseg.compat", "gcseg.cpu_env"}
+BASE_MODULES = {"gcseg", "gcseg.errors", "gcseg.registry", "gcseg.compat", "gcseg.cpu_env",
+                "gcseg.staging", "gcseg.paddle_install", "gcseg.stopping"}
 CONFIG_MODULES = {"gcseg.config", "gcseg.builder"}
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from gcseg.builder import check_arguments
 from gcseg.config import Config, load_yaml_with_bases
-from gcseg.errors import ConfigError
+from gcseg.errors import CheckpointError, ConfigError
 from gcseg.models.gcnet import GCNet
 from gcseg.registry import OPTIMIZERS
 from conftest import ROOT
@@ -148,6 +148,40 @@ def test_opts_cannot_descend_into_a_value(tmp_path):
     assert message.startswith("--opts: batch_size.x:")
 
 
+@pytest.mark.parametrize("raw, value", [
+    ("None", None), ("null", None), ("True", True), ("true", True), ("False", False),
+    ("false", False), ("[1, 2]", [1, 2]), ("[null, 2]", [None, 2]), ("(512, 512)", [512, 512]),
+    ("0.75,1.0,1.25", [0.75, 1.0, 1.25]), ("1e-4", 1e-4), ("'text'", "text"),
+    ("{a: 1}", {"a": 1}), ("{'a': (1, 2)}", {"a": [1, 2]}), ("ResNet50_vd", "ResNet50_vd"),
+    ("/data/my run/x.pdparams", "/data/my run/x.pdparams"), ("", None)])
+def test_opts_values_in_python_and_yaml_spelling(tmp_path, raw, value):
+    """PaddleSeg reads --opts values as Python literals (its docs: test_config.scales=0.75,1.0),
+    YAML users write null/true; both mean the same."""
+    path = write(tmp_path, "c.yml", "batch_size: 2\n")
+    assert Config(path, [f"test.value={raw}"]).dic["test"]["value"] == value
+
+
+@pytest.mark.parametrize("opt, message", [
+    ("model.backbone.pretrained=/absent/r18.pdparams",
+     "--opts: model.backbone.pretrained: weights file not found: /absent/r18.pdparams"),
+    ("model.pretrained=/absent/gcnet.pdparams",
+     "--opts: model.pretrained: weights file not found: /absent/gcnet.pdparams")])
+def test_weights_errors_from_opts_name_opts(tmp_path, opt, message):
+    path = write(tmp_path, "c.yml", TINY_MODEL + "  num_classes: 2\n")
+    with pytest.raises(CheckpointError) as error:
+        Config(path, [opt]).model
+    assert str(error.value) == message
+
+
+def test_weights_errors_from_the_file_name_the_file_and_the_pretrained_key(tmp_path):
+    path = write(tmp_path, "c.yml", TINY_MODEL.replace(
+        "pretrained: null", "pretrained: /absent/r18.pdparams") + "  num_classes: 2\n")
+    with pytest.raises(CheckpointError) as error:
+        Config(path).model
+    assert str(error.value) == (f"{path.resolve()}: model.backbone.pretrained: weights file "
+                                "not found: /absent/r18.pdparams")
+
+
 # ----------------------------------------------------------------------------- runtime sections
 def test_runtime_sections_give_defaults_that_the_file_overrides(tmp_path):
     path = write(tmp_path, "c.yml", """\
@@ -168,6 +202,21 @@ def test_old_style_test_config_counts_as_test_section(tmp_path):
     path = write(tmp_path, "c.yml", "test_config: {aug_eval: True, scales: [0.75, 1.0, 1.25]}\n")
     test = Config(path).runtime("test")
     assert test["aug_eval"] is True and test["scales"] == [0.75, 1.0, 1.25]
+
+
+def test_paddleseg_runtime_keys_use_vdl_repeats_auc_roc_are_accepted(tmp_path):
+    """The keys PaddleSeg's runtime.yml gained after 2.8 (train.use_vdl, train.repeats,
+    test.auc_roc), and their defaults when absent."""
+    path = write(tmp_path, "runtime.yml", """\
+        train: {use_vdl: True, repeats: 1}
+        test: {auc_roc: True}
+        """)
+    cfg = Config(path)
+    assert (cfg.runtime("train")["use_vdl"], cfg.runtime("train")["repeats"]) == (True, 1)
+    assert cfg.runtime("test")["auc_roc"] is True
+    defaults = Config(write(tmp_path, "empty.yml", "{}\n"))
+    assert (defaults.runtime("train")["use_vdl"], defaults.runtime("train")["repeats"],
+            defaults.runtime("test")["auc_roc"]) == (False, 1, False)
 
 
 def test_shipped_runtime_yml_matches_the_built_in_defaults_except_device():

@@ -1,6 +1,6 @@
 """Every shipped config loads, says what its name says, builds its model and datasets, and (one per
 dataset) trains one step; the README's results table and the PaddleSeg-layout fixtures agree
-with them."""
+with them. configs/ holds PaddleSeg's 4 GCNet rows, configs/mmseg/ MMSegmentation's 16."""
 import json
 import re
 from pathlib import Path
@@ -17,6 +17,8 @@ from conftest import ROOT
 CONFIG_DIR = ROOT / "configs"
 CONFIGS = sorted(p for p in CONFIG_DIR.rglob("*.yml") if "_base_" not in p.parts)
 ROW_CONFIGS = [p for p in CONFIGS if p.parent == CONFIG_DIR]
+MMSEG_DIR = CONFIG_DIR / "mmseg"
+MMSEG_CONFIGS = [p for p in CONFIGS if p.parent == MMSEG_DIR]
 PADDLESEG_GCNET = Path(__file__).parent / "fixtures" / "paddleseg_configs" / "configs" / "gcnet"
 NAME = re.compile(r"gcnet_resnet(?P<depth>50|101)_os8_(?P<dataset>cityscapes|ade20k|voc12aug)_"
                   r"(?P<w>\d+)x(?P<h>\d+)_(?P<kiters>\d+)k\.yml")
@@ -25,8 +27,16 @@ DATASET_TYPES = {"cityscapes": ("Cityscapes", "train", 19), "ade20k": ("ADE20K",
 PRETRAINED = {"50": "https://bj.bcebos.com/paddleseg/dygraph/resnet50_vd_ssld_v2.tar.gz",
               "101": "https://bj.bcebos.com/paddleseg/dygraph/resnet101_vd_ssld.tar.gz"}
 NO_PRETRAINED = ["model.backbone.pretrained=null"]
+MMSEG_NAME = re.compile(r"gcnet_r(?P<depth>50|101)-d8_4xb(?P<batch>[24])-(?P<kiters>\d+)k_"
+                        r"(?P<dataset>cityscapes|ade20k|voc12aug)-(?P<h>\d+)x(?P<w>\d+)\.yml")
+# MMSeg's test/train resize scale (w, h) per dataset and crop, from its dataset configs
+MMSEG_SCALES = {("cityscapes", "512"): [2048, 1024], ("cityscapes", "769"): [2049, 1025],
+                ("ade20k", "512"): [2048, 512], ("voc12aug", "512"): [2048, 512]}
+MMSEG_MEAN_STD = ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375])  # RGB, on 0..255
+MMSEG_CHECKPOINT = re.compile(r"https://download\.openmmlab\.com/mmsegmentation/v0\.5/gcnet/"
+                              r"\S+\.pth")
 TRAIN_STEP_CONFIGS = ["gcnet_resnet50_os8_cityscapes_1024x512_80k.yml",
-                      "gcnet_resnet50_os8_ade20k_512x512_80k.yml",
+                      "mmseg/gcnet_r50-d8_4xb4-80k_ade20k-512x512.yml",
                       "gcnet_resnet50_os8_voc12aug_512x512_40k.yml"]
 BUILT_MODELS = {}  # model spec (JSON) -> model: each distinct architecture is built once
 
@@ -60,15 +70,24 @@ def data_opts(path: Path, data_roots: dict) -> list:
             for key in ("train_dataset", "val_dataset")]
 
 
+def tiny_crop(transforms: list) -> list:
+    """The train transforms with 64x64 crops (PaddleSeg's or MMSeg's) from small images."""
+    for transform in transforms:
+        if transform["type"] in ("RandomPaddingCrop", "RandomCrop", "Pad"):
+            key = {"RandomPaddingCrop": "crop_size", "RandomCrop": "crop_size"}.get(
+                transform["type"], "size")
+            transform[key] = [64, 64]
+        if transform["type"] == "RandomResize":
+            transform["scale"] = [512, 128]  # short side >= 64 at every ratio
+    return transforms
+
+
 # ----------------------------------------------------------------------------- one training step
 @pytest.mark.parametrize("name", TRAIN_STEP_CONFIGS)
 def test_one_training_step_at_a_tiny_crop(name, data_roots):
     """The config's own model, loss and optimizer, with its train transforms at a 64x64 crop."""
     path = CONFIG_DIR / name
-    transforms = Config(path).dic["train_dataset"]["transforms"]
-    for transform in transforms:
-        if transform["type"] == "RandomPaddingCrop":
-            transform["crop_size"] = [64, 64]
+    transforms = tiny_crop(Config(path).dic["train_dataset"]["transforms"])
     cfg = Config(path, NO_PRETRAINED + data_opts(path, data_roots) + [
         f"train_dataset.transforms={json.dumps(transforms)}", "batch_size=2"])
     samples = [cfg.train_dataset[i] for i in range(cfg.batch_size)]
@@ -137,6 +156,68 @@ def test_one_recipe_for_every_row(path):
     assert dic["loss"] == {"types": [{"type": "CrossEntropyLoss"}], "coef": [1, 0.4]}
 
 
+def transform_of(transforms: list, name: str) -> dict:
+    (found,) = [t for t in transforms if t["type"] == name]
+    return {key: value for key, value in found.items() if key != "type"}
+
+
+def test_mmseg_has_one_config_per_published_row():
+    assert len(MMSEG_CONFIGS) == 16
+    assert all(MMSEG_NAME.fullmatch(path.name) for path in MMSEG_CONFIGS)
+
+
+@pytest.mark.parametrize("path", MMSEG_CONFIGS, ids=lambda p: p.stem)
+def test_mmseg_config_name_agrees_with_its_contents(path):
+    """MMSeg 1.x's name says backbone, GPUs x batch, iterations, dataset and crop (h x w)."""
+    match = MMSEG_NAME.fullmatch(path.name)
+    depth, dataset, crop_h, crop_w = match["depth"], match["dataset"], match["h"], match["w"]
+    cfg = Config(path)
+    dic = cfg.dic
+    assert dic["model"]["backbone"] == {"type": f"ResNet{depth}_v1c", "output_stride": 8,
+                                        "contract_dilation": True,
+                                        "pretrained": f"open-mmlab://resnet{depth}_v1c"}
+    assert dic["model"]["align_corners"] is (crop_h == "769")
+    assert (dic["iters"], cfg.batch_size) == (int(match["kiters"]) * 1000, int(match["batch"]))
+    dataset_type, train_mode, num_classes = DATASET_TYPES[dataset]
+    assert (dic["train_dataset"]["type"], dic["val_dataset"]["type"]) == (dataset_type,) * 2
+    assert (dic["train_dataset"]["mode"], dic["val_dataset"]["mode"]) == (train_mode, "val")
+    assert cfg.dataset_num_classes() == num_classes
+    train, val = dic["train_dataset"]["transforms"], dic["val_dataset"]["transforms"]
+    scale = MMSEG_SCALES[(dataset, crop_h)]
+    assert transform_of(train, "RandomResize") == {"scale": scale, "ratio_range": [0.5, 2.0],
+                                                   "keep_ratio": True}
+    assert transform_of(train, "RandomCrop") == {"crop_size": [int(crop_h), int(crop_w)],
+                                                 "cat_max_ratio": 0.75}
+    assert transform_of(train, "Pad")["size"] == [int(crop_w), int(crop_h)]
+    assert transform_of(val, "Resize") == {"scale": scale, "keep_ratio": True}
+    for transforms in (train, val):
+        normalize = transform_of(transforms, "Normalize")
+        assert np.allclose(np.array(normalize["mean"]) * 255, MMSEG_MEAN_STD[0])
+        assert np.allclose(np.array(normalize["std"]) * 255, MMSEG_MEAN_STD[1])
+    test = cfg.runtime("test")
+    assert test["is_slide"] is (crop_h == "769")
+    assert test.get("align_corners", False) is dic["model"]["align_corners"]  # resized back alike
+    if crop_h == "769":
+        assert (test["crop_size"], test["stride"]) == ([769, 769], [513, 513])
+
+
+@pytest.mark.parametrize("path", MMSEG_CONFIGS, ids=lambda p: p.stem)
+def test_mmseg_recipe_for_every_mmseg_row(path):
+    dic = Config(path).dic
+    model = {k: v for k, v in dic["model"].items() if k not in ("backbone", "align_corners")}
+    assert model == {"type": "GCNet", "head_style": "mmseg", "backbone_indices": [2, 3],
+                     "gc_channels": 512, "ratio": 0.25, "enable_auxiliary_loss": True,
+                     "pretrained": None}
+    assert dic["optimizer"] == {"type": "SGD", "momentum": 0.9, "weight_decay": 5.0e-4}
+    assert dic["lr_scheduler"] == {"type": "PolynomialDecay", "learning_rate": 0.01,
+                                   "end_lr": 1.0e-4, "power": 0.9}
+    assert dic["loss"] == {"types": [{"type": "CrossEntropyLoss", "avg_non_ignore": False}],
+                           "coef": [1.0, 0.4]}
+    test = Config(path).runtime("test")
+    assert (test["aug_eval"], test["scales"], test["flip_horizontal"], test["tta_average"]) == (
+        False, [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], True, "probs")
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_builds_model_and_datasets(path, data_roots):
     cfg = Config(path, NO_PRETRAINED + data_opts(path, data_roots))
@@ -182,18 +263,26 @@ def results_rows() -> list:
 
 
 def test_results_table_covers_every_published_row_and_every_config():
+    """PaddleSeg's rows: the trained checkpoint's ms+flip command. MMSeg's rows: configs/mmseg/
+    and the command evaluating MMSeg's released checkpoint (ms+flip as the config's test:)."""
     rows = results_rows()
     sources = [row[1] for row in rows]
     assert (sources.count("PaddleSeg"), sources.count("MMSeg")) == (4, 16)
-    listed = {row[0].strip("`") for row in rows}
-    assert listed == {f"configs/{p.name}" for p in ROW_CONFIGS}
+    listed = {row[0].strip("`"): row[1] for row in rows}
+    assert listed == {**{f"configs/{p.name}": "PaddleSeg" for p in ROW_CONFIGS},
+                      **{f"configs/mmseg/{p.name}": "MMSeg" for p in MMSEG_CONFIGS}}
     for config, source, *_, miou, flip, ms_flip, measured, command in rows:
+        config = config.strip("`")
         assert measured == "", f"{config}: the measured column is filled by measuring only"
         assert ("-" == flip) == (source == "MMSeg")
-        scales = "0.75 1.0 1.25" if source == "PaddleSeg" else "0.5 0.75 1.0 1.25 1.5 1.75"
-        assert command == (f"`python scripts/val.py --config {config.strip('`')} --model_path "
-                           f"output/{Path(config.strip('`')).stem}/best_model/model.pdparams "
-                           f"--aug_eval --flip_horizontal --scales {scales}`")
+        if source == "PaddleSeg":
+            assert command == (f"`python scripts/val.py --config {config} --model_path "
+                               f"output/{Path(config).stem}/best_model/model.pdparams "
+                               f"--aug_eval --flip_horizontal --scales 0.75 1.0 1.25`")
+        else:
+            (url,) = MMSEG_CHECKPOINT.findall((ROOT / config).read_text())
+            assert command == (f"`python scripts/val.py --config {config} --model_path {url} "
+                               f"--aug_eval`")
 
 
 def test_config_headers_quote_the_published_numbers_of_their_rows():

@@ -80,3 +80,42 @@ def test_threads_are_shared_among_the_processes_of_a_node(monkeypatch):
     assert cpu_env.recommended_settings()["OMP_NUM_THREADS"] == "2"
     monkeypatch.setenv("PADDLE_LOCAL_SIZE", "16")
     assert cpu_env.recommended_settings()["OMP_NUM_THREADS"] == "1"
+
+
+IMPORT_PADDLE = """
+import os, sys
+sys.path.insert(0, {root!r})
+from gcseg import cpu_env
+cpu_env.configure(argv=[], announce=False)
+import paddle
+print(os.environ["OMP_NUM_THREADS"])
+"""
+
+
+def import_paddle_after_configure(**env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("OMP_NUM_THREADS", cpu_env.OPT_OUT_ENV)}
+    return subprocess.run([sys.executable, "-c", IMPORT_PADDLE.format(root=str(ROOT))],
+                          env={**clean, **env}, capture_output=True, text=True, check=True,
+                          timeout=300)
+
+
+def test_paddles_omp_warning_is_dropped_when_gcseg_sets_the_threads():
+    quiet = import_paddle_after_configure()
+    assert quiet.stdout.split() == [str(cpu_env.usable_cores())]
+    if cpu_env.usable_cores() > 1:
+        assert "OMP_NUM_THREADS" not in quiet.stderr, quiet.stderr
+        # the user's own setting is the user's: Paddle's warning stays
+        own = import_paddle_after_configure(OMP_NUM_THREADS="2")
+        assert "WARNING: OMP_NUM_THREADS set to 2, not 1" in own.stderr
+        assert "PLEASE USE OMP_NUM_THREADS WISELY." in own.stderr
+
+
+def test_stderr_filter_drops_only_whole_matching_lines(capsys):
+    with cpu_env.stderr_without(cpu_env.PADDLE_OMP_WARNING):
+        print("WARNING: OMP_NUM_THREADS set to 2, not 1. The computation ...", file=sys.stderr)
+        print("PLEASE USE OMP_NUM_THREADS WISELY.", file=sys.stderr)
+        print("another line, PLEASE USE OMP_NUM_THREADS WISELY.", file=sys.stderr)
+        sys.stderr.write("no newline yet")
+    assert capsys.readouterr().err == ("another line, PLEASE USE OMP_NUM_THREADS WISELY.\n"
+                                       "no newline yet")

@@ -1,6 +1,11 @@
-"""Convert model weights between .pdparams and .safetensors (the direction follows the extensions).
+"""Convert model weights to .pdparams or .safetensors (the formats follow the extensions).
 
     python scripts/convert_weights.py IN OUT [--force] [--trust_pickle]
+
+IN is a .pdparams, .safetensors or a PyTorch .pth/.pt checkpoint (MMSegmentation's segmentor
+checkpoints, MMCV's ImageNet backbones; both torch formats). A .pth is read without torch and
+without running its pickle code, and its MMSeg/MMCV keys are renamed to gcseg's, so OUT loads
+into ``GCNet(ResNet*_v1c, head_style: mmseg)`` (or the backbone alone) as it is.
 
 A .pdparams file is a Python pickle, and unpickling can run arbitrary code. This script reads
 .pdparams with a restricted unpickler that rebuilds numpy arrays and plain containers only and
@@ -17,7 +22,7 @@ from gcseg import cli
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="a .pdparams or .safetensors file")
+    parser.add_argument("input", help="a .pdparams, .safetensors or torch .pth/.pt file")
     parser.add_argument("output", help="a .pdparams or .safetensors file name")
     parser.add_argument("--force", action="store_true", help="overwrite the output")
     parser.add_argument("--trust_pickle", action="store_true",

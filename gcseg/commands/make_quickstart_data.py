@@ -25,4 +25,4 @@ def main() -> int:
 
 def run() -> None:
     """Entry point of gcseg-make-quickstart-data and scripts/make_quickstart_data.py."""
-    cli.main_guard(main)
+    cli.main_guard(main, needs_paddle=False)

@@ -1,10 +1,12 @@
 """Predict segmentation maps for images with a trained model.
 
     python scripts/predict.py --config C --model_path M --image_path FILE|DIR|LIST.txt
-        --save_dir D [--aug_eval --flip_horizontal ...] [--is_slide --crop_size W H --stride W H]
+        --save_dir D [--aug_pred --flip_horizontal ...] [--is_slide --crop_size W H --stride W H]
+        [--custom_color R G B ...] [--device gpu --device_id N]
 
 Writes D/pseudo_color_prediction/ (palette PNGs of class ids) and D/added_prediction/
-(overlays). Images that cannot be read are reported and skipped; the exit code is then 1.
+(overlays). Images that cannot be read are reported and skipped; the run then ends with exit
+code 2 and a last line naming the first of them.
 Only the config's val_dataset transforms and type are used: the dataset need not be on disk.
 A .txt list holds one image per line (the first field), relative to the list's folder; outputs
 keep each image's path below the deepest folder holding them all (same names do not collide).
@@ -21,20 +23,30 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="an image, a directory of images, or a .txt list of image paths "
                              "(relative to the list's folder)")
     parser.add_argument("--save_dir", default="output/result")
-    cli.add_inference_args(parser)
+    parser.add_argument("--custom_color", nargs="+", type=int, default=None, metavar="VALUE",
+                        help="colours of classes 0, 1, ... as R G B values, e.g. 255 0 0 0 255 0 "
+                             "(default: the dataset's palette)")
+    parser.add_argument("--device_id", type=int, default=None,
+                        help="which device of --device's kind (gpu N), as --device gpu:N")
+    cli.add_inference_args(parser, aug_alias="aug_pred")
     return parser
 
 
 def main() -> int:
     args = get_args_parser().parse_args()
     from gcseg.engine.predict import predict_from_config
+    from gcseg.errors import DataError
 
     cfg = cli.config_on_device(args, load_pretrained=False)
     total, failed = predict_from_config(cfg, args.model_path, args.image_path, args.save_dir,
-                                        cli.inference_settings(args, cfg))
+                                        cli.inference_settings(args, cfg),
+                                        custom_color=args.custom_color)
     print(f"predicted {total - len(failed)}/{total} images into {args.save_dir}"
           + (f"; {len(failed)} skipped" if failed else ""))
-    return 1 if failed else 0
+    if failed:
+        raise DataError(f"{len(failed)} of {total} images could not be predicted and were "
+                        f"skipped; the first: {failed[0][1]}")
+    return 0
 
 
 def run() -> None:

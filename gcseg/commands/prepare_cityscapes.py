@@ -21,4 +21,4 @@ def main() -> int:
 
 def run() -> None:
     """Entry point of gcseg-prepare-cityscapes and scripts/prepare_cityscapes.py."""
-    cli.main_guard(main)
+    cli.main_guard(main, needs_paddle=False)

@@ -23,4 +23,4 @@ def main() -> int:
 
 def run() -> None:
     """Entry point of gcseg-prepare-voc and scripts/prepare_voc.py."""
-    cli.main_guard(main)
+    cli.main_guard(main, needs_paddle=False)

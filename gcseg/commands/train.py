@@ -30,6 +30,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep_checkpoint_max", type=cli.positive(int, "--keep_checkpoint_max"),
                         default=None)
     parser.add_argument("--num_workers", type=int, default=None)
+    cli.add_loader_timeout_arg(parser)
     parser.add_argument("--do_eval", action="store_true", default=None)
     parser.add_argument("--log_iters", type=cli.positive(int, "--log_iters"), default=None)
     parser.add_argument("--use_vdl", action="store_true", default=None,
@@ -37,6 +38,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None)
     parser.add_argument("--amp_level", choices=("O1", "O2"), default=None)
+    parser.add_argument("--use_ema", action="store_true", default=None,
+                        help="also keep, evaluate and save an exponential moving average of "
+                             "the weights (ema_model.pdparams, ema_best_model/)")
+    parser.add_argument("--early_stop_intervals",
+                        type=cli.positive(int, "--early_stop_intervals"), default=None,
+                        help="with --do_eval: stop after N evaluations below the best mIoU")
+    parser.add_argument("--profiler_options", default=None,
+                        help='Paddle profiler over some steps, PaddleSeg\'s format: '
+                             '"batch_range=[10, 20]; profile_path=output/profile.json"')
+    parser.add_argument("--to_static_training", action="store_true", default=None,
+                        help="run the forward pass as a dygraph-to-static program")
+    parser.add_argument("--repeats", type=cli.positive(int, "--repeats"), default=None,
+                        help="each epoch visits the training list this many times")
+    parser.add_argument("--data_format", default=None, help="NCHW (GCNet has no NHWC)")
+    parser.add_argument("--use_multilabel", action="store_true", default=None,
+                        help="PaddleSeg's multilabel mode: not supported for GCNet")
     return parser
 
 

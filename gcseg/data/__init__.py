@@ -2,7 +2,7 @@
 
 Importing this package registers every transform and dataset; it does not import Paddle.
 """
-from gcseg.data import transforms  # noqa: F401  (registers the transforms)
+from gcseg.data import mmseg_transforms, transforms  # noqa: F401  (register the transforms)
 from gcseg.data.datasets import ADE20K, Cityscapes, Dataset, PascalVOC, SegDataset
 from gcseg.data.palettes import blend, colorize
 from gcseg.data.quickstart import make_quickstart_dataset

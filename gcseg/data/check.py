@@ -18,10 +18,12 @@ from tqdm import tqdm
 
 from gcseg.data.datasets import deferred_file_checks
 from gcseg.data.transforms import read_image
+from gcseg.stopping import handling_signals
 from gcseg.errors import DataError
 
 SPLITS = ("train_dataset", "val_dataset")
-FULL_CHECK_HINT = "run scripts/check_dataset.py --config <config> for a full report"
+FULL_CHECK_HINT = ("scripts/check_dataset.py --config <config> finds every bad file of the "
+                   "datasets at once")
 
 
 @dataclasses.dataclass
@@ -178,8 +180,9 @@ def check_dataset(dataset: Any, name: Optional[str] = None,
     checker = _Checker(dataset, name or describe(dataset))
     entries = tqdm(checker.unique_entries(), desc=checker.report.name, unit="sample", file=sys.stderr,
                    disable=not progress, leave=False)
-    for img_path, label_path in entries:
-        checker.entry(img_path, label_path)
+    with handling_signals():  # Ctrl-C / SIGTERM end a long check (Paddle's handlers would not)
+        for img_path, label_path in entries:
+            checker.entry(img_path, label_path)
     return checker.report
 
 

@@ -6,12 +6,18 @@ own ``batch_size`` of them (the remainder that fills no global batch is dropped)
 handed to the dataset together with its epoch, so ``dataset.set_epoch`` is called in whichever
 process loads the sample and augmentation depends only on ``(seed, epoch, idx)``. A resumed run
 starts at ``(epoch, batch)`` without loading the batches it skips.
+
+A sample that cannot be read or transformed ends the stream with a one-line
+:class:`~gcseg.errors.DataError` in the main process, and so does a loader that produces
+nothing for ``timeout`` seconds (see :mod:`gcseg.data.guard`).
 """
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import paddle
 
+from gcseg.data.guard import (DEFAULT_LOADER_TIMEOUT, WaitedBatches, failure_item, failure_of,
+                              load_sample)
 from gcseg.errors import DataError
 
 Position = Tuple[int, int]  # (epoch, batch within the epoch)
@@ -44,7 +50,8 @@ class EpochBatchSampler:
 
 
 class EpochIndexedDataset(paddle.io.Dataset):
-    """``dataset[(epoch, idx)]``: sets the epoch in the loading process, then reads ``idx``."""
+    """``dataset[(epoch, idx)]``: sets the epoch in the loading process, then reads ``idx``
+    (a failure item if that fails, see :func:`~gcseg.data.guard.load_sample`)."""
 
     def __init__(self, dataset: Any) -> None:
         super().__init__()
@@ -56,11 +63,22 @@ class EpochIndexedDataset(paddle.io.Dataset):
     def __getitem__(self, key: Tuple[int, int]) -> Dict[str, Any]:
         epoch, idx = key
         self.dataset.set_epoch(epoch)
-        return self.dataset[idx]
+        return load_sample(self.dataset, idx)
 
 
-def collate_train(items: Sequence[Dict[str, Any]]) -> Tuple[np.ndarray, np.ndarray]:
-    """Stack images ``[N, 3, H, W]`` and labels ``[N, H, W]``; train crops share one size."""
+def collate_train(items: Sequence[Dict[str, Any]]) -> Any:
+    """Stack images ``[N, 3, H, W]`` and labels ``[N, H, W]``; train crops share one size.
+    A batch holding a failure item, or samples of different sizes, becomes a failure item."""
+    for item in items:
+        if failure_of(item) is not None:
+            return item
+    shapes = {(item["img"].shape, np.shape(item["label"])) for item in items}
+    if len(shapes) > 1:
+        sizes = ", ".join(f"{item.get('img_path', '?')} {item['img'].shape[-1]}x"
+                          f"{item['img'].shape[-2]}" for item in items)
+        return failure_item(f"one training batch holds samples of different sizes ({sizes}); "
+                            "the train transforms must give every sample one size (e.g. "
+                            "RandomPaddingCrop)")
     images = np.stack([item["img"] for item in items]).astype(np.float32)
     labels = np.stack([item["label"] for item in items]).astype(np.int64)
     return images, labels
@@ -74,8 +92,9 @@ class TrainLoader:
     """
 
     def __init__(self, dataset: Any, batch_size: int, seed: int, *, num_workers: int = 0,
-                 rank: int = 0, world_size: int = 1, start: Position = (0, 0)) -> None:
-        self.dataset = EpochIndexedDataset(dataset)
+                 rank: int = 0, world_size: int = 1, start: Position = (0, 0),
+                 timeout: float = DEFAULT_LOADER_TIMEOUT) -> None:
+        self.dataset, self.timeout = EpochIndexedDataset(dataset), timeout
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.rank, self.world_size = rank, world_size
         global_batch = batch_size * world_size
@@ -97,8 +116,9 @@ class TrainLoader:
     def __iter__(self) -> Iterator[Tuple[paddle.Tensor, paddle.Tensor]]:
         while True:
             epoch, start_batch = self.position
-            for batch, (images, labels) in enumerate(self._epoch_loader(epoch, start_batch),
-                                                     start_batch + 1):
+            batches = WaitedBatches(self._epoch_loader(epoch, start_batch), self.timeout,
+                                    "training data loader")
+            for batch, (images, labels) in enumerate(batches, start_batch + 1):
                 self.position = ((epoch + 1, 0) if batch == self.batches_per_epoch
                                  else (epoch, batch))
                 yield images, labels

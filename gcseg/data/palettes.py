@@ -3,6 +3,8 @@ from typing import List, Sequence
 
 import numpy as np
 
+from gcseg.errors import UsageError
+
 CITYSCAPES_CLASSES = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
     "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
@@ -72,6 +74,19 @@ def ade20k_palette() -> np.ndarray:
 
 def generic_class_names(num_classes: int) -> List[str]:
     return [f"class_{i}" for i in range(num_classes)]
+
+
+def with_custom_colors(palette: np.ndarray, custom_color: Sequence[int]) -> np.ndarray:
+    """``palette [K, 3]`` with its first colours replaced by ``custom_color``, a flat list of
+    R G B values (PaddleSeg's ``--custom_color``: ``255 0 0 0 255 0`` paints class 0 red and
+    class 1 green; later classes keep their colours)."""
+    values = [int(value) for value in custom_color]
+    if not values or len(values) % 3 or len(values) > 3 * 256 \
+            or not all(0 <= value <= 255 for value in values):
+        raise UsageError(f"--custom_color: expected R G B values from 0 to 255, three per class "
+                         f"(at most 256 classes), got {' '.join(map(str, values))}")
+    colors = np.asarray(values, dtype=np.uint8).reshape(-1, 3)
+    return np.concatenate([colors, np.asarray(palette, dtype=np.uint8)[len(colors):]])
 
 
 def colorize(label: np.ndarray, palette: np.ndarray, ignore_index: int = 255,

@@ -1,5 +1,9 @@
 """Compose and the PaddleSeg-named transforms, with PaddleSeg's arguments and semantics.
 
+``Resize`` serves both vocabularies: PaddleSeg's ``target_size`` or MMSegmentation's ``scale``
+(mmcv's sizes and uint8 pixels); MMSeg's training transforms live in
+gcseg/data/mmseg_transforms.py and share the mmcv helpers below.
+
 Every transform is ``__call__(data: dict) -> dict`` (see docs/ARCHITECTURE.md, "Transform"):
 ``data["img"]`` is an ``HWC float32`` RGB image, ``data["label"]`` (when present) an ``HW``
 label transformed together with the image, and shape-changing transforms that inference must
@@ -36,15 +40,17 @@ INTERPOLATIONS = {
 
 
 # ----------------------------------------------------------------------------- argument checks
-def _size_pair(transform: str, arg: str, value: Any, allow_int: bool = False) -> Tuple[int, int]:
-    """``value`` as (w, h) of two positive ints (an int means a square when ``allow_int``)."""
+def _size_pair(transform: str, arg: str, value: Any, allow_int: bool = False,
+               order: str = "width, height") -> Tuple[int, int]:
+    """``value`` as a pair of two positive ints, (w, h) unless ``order`` says otherwise (an int
+    means a square when ``allow_int``)."""
     if allow_int and isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
         isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
     if not ok:
         expected = "an int or " if allow_int else ""
-        raise ConfigError(f"{transform}.{arg}: expected {expected}[width, height] of 2 positive "
+        raise ConfigError(f"{transform}.{arg}: expected {expected}[{order}] of 2 positive "
                           f"ints, got {value!r}")
     return int(value[0]), int(value[1])
 
@@ -124,6 +130,42 @@ def _scaled_size(h: int, w: int, scale: float) -> Tuple[int, int]:
 def _record(data: Data, op: str) -> None:
     h, w = data["img"].shape[:2]
     data["trans_info"].append((op, (int(h), int(w))))
+
+
+# ----------------------------------------------------------------------------- mmcv's resizing
+def keep_ratio_size(h: int, w: int, scale: Tuple[int, int]) -> Tuple[int, int]:
+    """(w, h) as ``mmcv.rescale_size`` makes it: the factor that fits the long side into
+    ``max(scale)`` and the short side into ``min(scale)``, each side ``int(side * f + 0.5)``."""
+    factor = min(max(scale) / max(h, w), min(scale) / min(h, w))
+    return int(w * factor + 0.5), int(h * factor + 0.5)
+
+
+def uint8_image(data: Data, transform: str) -> np.ndarray:
+    """The image as the uint8 array mmcv works on; the float32 image must hold exactly those
+    values (it does from reading until Normalize), else a DataError says where to move
+    ``transform``."""
+    image = data["img"]
+    pixels = image.astype(np.uint8)
+    if not np.array_equal(pixels, image):
+        raise DataError(f"{_where(data)}: {transform} works on the 0..255 image, as mmcv does; "
+                        f"place it before Normalize")
+    return pixels
+
+
+def resize_as_mmcv(data: Data, size: Tuple[int, int], transform: str) -> None:
+    """``mmcv.imresize`` to (w, h): cv2 bilinear on the uint8 image, nearest on the label."""
+    pixels = cv2.resize(uint8_image(data, transform), size, interpolation=cv2.INTER_LINEAR)
+    data["img"] = pixels.astype(np.float32)
+    if "label" in data:
+        data["label"] = cv2.resize(data["label"], size, interpolation=cv2.INTER_NEAREST)
+
+
+def balanced_window(window: np.ndarray, ignore_index: int, max_ratio: float) -> bool:
+    """True when at least two classes (``ignore_index`` aside) show in the label ``window`` and
+    none covers ``max_ratio`` or more of its non-ignored pixels."""
+    values, counts = np.unique(window, return_counts=True)
+    counts = counts[values != ignore_index]
+    return len(counts) > 1 and counts.max() / counts.sum() < max_ratio
 
 
 # ----------------------------------------------------------------------------- Compose
@@ -212,17 +254,35 @@ class RandomVerticalFlip:
 # ----------------------------------------------------------------------------- resizing
 @TRANSFORMS.register
 class Resize:
-    """Resize to ``target_size`` (w, h); ``keep_ratio`` fits inside it; records ("resize", hw)."""
+    """Resize in PaddleSeg's vocabulary or in MMSegmentation's, told apart by the size argument;
+    both record ("resize", hw) so inference maps the logits back to the label.
 
-    def __init__(self, target_size: Sequence[int] = (512, 512), keep_ratio: bool = False,
-                 size_divisor: Optional[int] = None, interp: str = "LINEAR") -> None:
-        self.target_size = _size_pair("Resize", "target_size", target_size)
+    - ``target_size: [w, h]`` (PaddleSeg): to that size, or with ``keep_ratio`` the largest size
+      within it (sides rounded with ``round``); ``size_divisor`` rounds up, ``interp`` picks the
+      interpolation. Works on the float image anywhere in the pipeline.
+    - ``scale: [w, h]`` (MMSeg, ``mmcv.transforms.Resize``): to that size, or with ``keep_ratio``
+      the largest size whose long side fits ``max(scale)`` and short side ``min(scale)``, each
+      side ``int(side * factor + 0.5)``; cv2 bilinear on the uint8 image, pixel for pixel as
+      mmcv, so it must come before Normalize.
+    """
+
+    def __init__(self, target_size: Optional[Sequence[int]] = None, keep_ratio: bool = False,
+                 size_divisor: Optional[int] = None, interp: str = "LINEAR",
+                 scale: Union[int, Sequence[int], None] = None) -> None:
         if interp != "RANDOM" and interp not in INTERPOLATIONS:
             raise ConfigError(f"Resize.interp: expected one of "
                               f"{', '.join([*INTERPOLATIONS, 'RANDOM'])}, got {interp!r}")
         if size_divisor is not None and (not isinstance(size_divisor, int) or size_divisor < 1):
             raise ConfigError(f"Resize.size_divisor: expected a positive int or null, "
                               f"got {size_divisor!r}")
+        self.scale = None
+        if scale is not None:
+            if target_size is not None or size_divisor is not None or interp != "LINEAR":
+                raise ConfigError("Resize: scale (MMSeg's argument) goes with keep_ratio only, "
+                                  "not with PaddleSeg's target_size, size_divisor or interp")
+            self.scale = _size_pair("Resize", "scale", scale, allow_int=True)
+        self.target_size = _size_pair("Resize", "target_size",
+                                      (512, 512) if target_size is None else target_size)
         self.keep_ratio = keep_ratio
         self.size_divisor = size_divisor
         self.interp = interp
@@ -238,10 +298,14 @@ class Resize:
 
     def __call__(self, data: Data) -> Data:
         _record(data, "resize")
+        h, w = data["img"].shape[:2]
+        if self.scale is not None:
+            size = keep_ratio_size(h, w, self.scale) if self.keep_ratio else self.scale
+            resize_as_mmcv(data, size, "Resize")
+            return data
         name = self.interp
         if name == "RANDOM":
             name = list(INTERPOLATIONS)[np.random.randint(len(INTERPOLATIONS))]
-        h, w = data["img"].shape[:2]
         _resize(data, self._size_for(h, w), INTERPOLATIONS[name])
         return data
 
@@ -366,10 +430,8 @@ class RandomPaddingCrop:
 
     def _balanced(self, label: np.ndarray, top: int, left: int) -> bool:
         crop_w, crop_h = self.crop_size
-        values, counts = np.unique(label[top:top + crop_h, left:left + crop_w],
-                                   return_counts=True)
-        counts = counts[values != self.ignore_index]
-        return len(counts) > 1 and counts.max() / counts.sum() < self.category_max_ratio
+        return balanced_window(label[top:top + crop_h, left:left + crop_w], self.ignore_index,
+                               self.category_max_ratio)
 
     def __call__(self, data: Data) -> Data:
         crop_w, crop_h = self.crop_size

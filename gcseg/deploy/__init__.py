@@ -1,2 +1,2 @@
-"""Inference-time tools: exporting a static program, BatchNorm folding and the Paddle
-Inference runtime for exported models."""
+"""Inference-time tools: exporting a static program (and ONNX through paddle2onnx), BatchNorm
+folding, and the Paddle Inference / ONNX Runtime runners for exported models."""

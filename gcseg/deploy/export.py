@@ -8,9 +8,11 @@ and batch stay dynamic unless ``input_shape`` fixes them.
 
 ``deploy.yml`` follows PaddleSeg's layout (``Deploy: model, params, transforms, input_shape,
 output_op``) and adds ``normalize`` (mean/std) and ``to_rgb``, everything a deployer needs to
-feed the program.
+feed the program. ``export_format="onnx"`` converts that program with paddle2onnx
+(:mod:`gcseg.deploy.onnx_export`) and writes ``model.onnx`` + ``deploy.yml`` instead.
 """
 import os
+import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 import paddle
@@ -19,13 +21,16 @@ import paddle.nn.functional as F
 import yaml
 
 from gcseg.compat import isolated_static_trace, saved_program_file
+from gcseg.deploy.deploy_yml import DEPLOY_FILE, FASTDEPLOY_DEPLOY_FILE
 from gcseg.deploy.fold_bn import fold_batchnorm
 from gcseg.errors import UsageError
 from gcseg.models.resize import deploy_resize_mode
 
 OUTPUT_OPS = ("argmax", "softmax", "none")
+EXPORT_FORMATS = ("paddle", "onnx")
 MODEL_PREFIX = "model"
-DEPLOY_FILE = "deploy.yml"
+# FastDeploy's names for the model files (PaddleSeg's ``export.py --for_fd``).
+FASTDEPLOY_PREFIX = "inference"
 INPUT_NAME = "x"
 
 
@@ -53,7 +58,8 @@ class InferenceModel(nn.Layer):
 def _input_spec(input_shape: Optional[Sequence[int]]) -> List[paddle.static.InputSpec]:
     shape = [None, 3, None, None] if input_shape is None else [int(v) for v in input_shape]
     if len(shape) != 4 or shape[1] != 3:
-        raise UsageError(f"input_shape must be N 3 H W, got {list(input_shape)}")
+        raise UsageError(f"--input_shape: expected 4 values N 3 H W (-1 leaves a size dynamic), "
+                         f"got {' '.join(str(v) for v in input_shape)}")
     shape = [None if v is None or v <= 0 else v for v in shape]
     return [paddle.static.InputSpec(shape=shape, dtype="float32", name=INPUT_NAME)]
 
@@ -70,21 +76,44 @@ def normalize_of(val_transforms: Optional[Sequence[Dict[str, Any]]]) -> Dict[str
 def export_model(model: nn.Layer, save_dir: str, *, input_shape: Optional[Sequence[int]] = None,
                  output_op: str = "argmax",
                  val_transforms: Optional[Sequence[Dict[str, Any]]] = None,
-                 to_rgb: bool = True, fold_bn: bool = True) -> Dict[str, str]:
-    """Save ``model`` (a GCNet or any model returning ``[logits, ...]``) to ``save_dir``;
-    returns the paths of the model, params and deploy.yml files. ``model`` is not changed."""
+                 to_rgb: bool = True, fold_bn: bool = True, export_format: str = "paddle",
+                 opset: Optional[int] = None, for_fd: bool = False) -> Dict[str, str]:
+    """Save ``model`` (a GCNet or any model returning ``[logits, ...]``) to ``save_dir`` as a
+    Paddle program or (``export_format="onnx"``, ONNX ``opset``, default 17) an ONNX model;
+    returns the paths of the files written. ``model`` is not changed. ``for_fd`` names the
+    Paddle files as FastDeploy expects: ``inference.*`` and ``inference.yml``."""
+    if export_format not in EXPORT_FORMATS:
+        raise UsageError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, "
+                         f"got {export_format!r}")
+    options = dict(input_shape=input_shape, output_op=output_op, val_transforms=val_transforms,
+                   to_rgb=to_rgb, fold_bn=fold_bn)
+    if export_format == "paddle":
+        return _export_paddle(model, save_dir, for_fd=for_fd, **options)
+    from gcseg.deploy.onnx_export import DEFAULT_OPSET, convert_export_to_onnx, import_paddle2onnx
+    import_paddle2onnx()  # a missing extra is reported before the export's work
+    with tempfile.TemporaryDirectory(prefix="gcseg_onnx_") as paddle_dir:
+        _export_paddle(model, paddle_dir, **options)
+        return convert_export_to_onnx(paddle_dir, save_dir,
+                                      DEFAULT_OPSET if opset is None else opset)
+
+
+def _export_paddle(model: nn.Layer, save_dir: str, *, input_shape: Optional[Sequence[int]],
+                   output_op: str, val_transforms: Optional[Sequence[Dict[str, Any]]],
+                   to_rgb: bool, fold_bn: bool, for_fd: bool = False) -> Dict[str, str]:
+    model_prefix, deploy_file = ((FASTDEPLOY_PREFIX, FASTDEPLOY_DEPLOY_FILE) if for_fd
+                                 else (MODEL_PREFIX, DEPLOY_FILE))
     inference = InferenceModel(fold_batchnorm(model) if fold_bn else model, output_op)
     inference.eval()
     os.makedirs(save_dir, exist_ok=True)
-    prefix = os.path.join(save_dir, MODEL_PREFIX)
+    prefix = os.path.join(save_dir, model_prefix)
     with deploy_resize_mode(), isolated_static_trace():
         static = paddle.jit.to_static(inference, input_spec=_input_spec(input_shape),
                                       full_graph=True)
         paddle.jit.save(static, prefix)
-    model_file = saved_program_file(save_dir, MODEL_PREFIX)
+    model_file = saved_program_file(save_dir, model_prefix)
     deploy = {"Deploy": {
         "model": model_file,
-        "params": f"{MODEL_PREFIX}.pdiparams",
+        "params": f"{model_prefix}.pdiparams",
         "transforms": [dict(t) for t in (val_transforms or [])],
         "normalize": normalize_of(val_transforms),
         "to_rgb": bool(to_rgb),
@@ -93,7 +122,7 @@ def export_model(model: nn.Layer, save_dir: str, *, input_shape: Optional[Sequen
         "output_op": output_op,
         "output_dtype": "int32" if output_op == "argmax" else "float32",
     }}
-    deploy_path = os.path.join(save_dir, DEPLOY_FILE)
+    deploy_path = os.path.join(save_dir, deploy_file)
     with open(deploy_path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(deploy, handle, sort_keys=False)
     return {"model": os.path.join(save_dir, model_file),
@@ -102,13 +131,16 @@ def export_model(model: nn.Layer, save_dir: str, *, input_shape: Optional[Sequen
 
 def export_from_config(cfg, model_path: Optional[str], save_dir: str, *,
                        input_shape: Optional[Sequence[int]] = None,
-                       output_op: str = "argmax") -> Dict[str, str]:
+                       output_op: str = "argmax", export_format: str = "paddle",
+                       opset: Optional[int] = None, for_fd: bool = False) -> Dict[str, str]:
     """Build ``cfg.model``, load ``model_path`` (if given) and export it with the config's
-    val-transform preprocessing."""
+    val-transform preprocessing, as a Paddle program or an ONNX model."""
     from gcseg.models.weights import load_weights
+    _input_spec(input_shape)  # a bad shape is reported before the model is built
     model = cfg.model
     if model_path:
         load_weights(model, model_path)
     val = cfg.dic.get("val_dataset") or {}
     return export_model(model, save_dir, input_shape=input_shape, output_op=output_op,
-                        val_transforms=val.get("transforms"), to_rgb=val.get("to_rgb", True))
+                        val_transforms=val.get("transforms"), to_rgb=val.get("to_rgb", True),
+                        export_format=export_format, opset=opset, for_fd=for_fd)

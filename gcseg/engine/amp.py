@@ -1,19 +1,53 @@
 """Mixed precision as one optional object on the training step's single code path.
 
 ``Precision("fp32")`` autocasts nothing and steps the optimizer plainly; fp16 adds a GradScaler
-(loss scaling), bf16 needs none. fp16 runs only on a GPU; bf16 also on a CPU when Paddle
-supports it there.
+(loss scaling), bf16 needs none. fp16 runs only on a GPU; bf16 on a CPU only where the CPU has
+bf16 instructions and Paddle's autocast really computes in bf16 there. Paddle 2.6.2 and 3.3.1
+autocast nothing on a CPU (O1 and O2 alike: a conv stays float32, even on an AVX512-BF16 + AMX
+Xeon), so ``--precision bf16`` on a CPU is refused with the reason rather than run as fp32
+under the name bf16.
 """
 import contextlib
+import functools
+import warnings
 from typing import ContextManager, Optional
 
 import paddle
 
+from gcseg.cpu_env import BF16_CPU_FLAGS, cpu_supports_bf16
 from gcseg.errors import UsageError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 AMP_LEVELS = ("O1", "O2")
 _DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
+
+
+@functools.lru_cache(maxsize=None)
+def autocast_computes_in(dtype: str, amp_level: str) -> bool:
+    """Whether a conv under Paddle's autocast (``amp_level``) on the current device outputs
+    ``dtype``: a probe of what Paddle does, not of what it accepts."""
+    conv = paddle.nn.Conv2D(4, 4, 1)
+    if amp_level == "O2":
+        conv = paddle.amp.decorate(models=conv, level="O2", dtype=dtype)
+    with warnings.catch_warnings(), paddle.no_grad():
+        warnings.simplefilter("ignore")  # Paddle warns when autocast has no effect here
+        with paddle.amp.auto_cast(level=amp_level, dtype=dtype):
+            output = conv(paddle.ones([1, 4, 2, 2]))
+    return output.dtype == getattr(paddle, dtype)
+
+
+def bf16_unsupported_reason(amp_level: str = "O1",
+                            cpuinfo: str = "/proc/cpuinfo") -> Optional[str]:
+    """Why ``--precision bf16`` cannot compute in bf16 here (None when it can)."""
+    if paddle.get_device().startswith("gpu"):
+        return None if paddle.amp.is_bfloat16_supported() else "this GPU has no bf16 support"
+    if not cpu_supports_bf16(cpuinfo):
+        return (f"this CPU has no bf16 instructions (neither {' nor '.join(BF16_CPU_FLAGS)} in "
+                f"{cpuinfo})")
+    if not autocast_computes_in("bfloat16", amp_level):
+        return (f"Paddle {paddle.__version__}'s autocast computes nothing in bf16 on "
+                f"{paddle.get_device()} (it would run fp32)")
+    return None
 
 
 def check_precision(precision: str, amp_level: str) -> None:
@@ -27,9 +61,10 @@ def check_precision(precision: str, amp_level: str) -> None:
     if precision == "fp16" and not on_gpu:
         raise UsageError(f"--precision fp16 needs a GPU (device is {paddle.get_device()}); "
                          "use --precision fp32")
-    if precision == "bf16" and not on_gpu and not paddle.amp.is_bfloat16_supported():
-        raise UsageError(f"--precision bf16 is not supported on {paddle.get_device()} by this "
-                         "Paddle build; use --precision fp32")
+    reason = bf16_unsupported_reason(amp_level) if precision == "bf16" else None
+    if reason:
+        raise UsageError(f"--precision bf16 is not supported here: {reason}; use --precision "
+                         "fp32")
 
 
 class Precision:

@@ -8,6 +8,9 @@ Layout (PaddleSeg's, plus one file of our own)::
     <save_dir>/best_model/model.pdparams   the weights with the best validation mIoU
     <save_dir>/best_model/best_model.json  {"iter": N, "mIoU": ...}
 
+With ``--use_ema`` (PaddleSeg's names): ``iter_<N>/ema_model.pdparams`` and
+``ema_best_model/ema_model.pdparams`` (+ ``best_model.json``), the best EMA weights by mIoU.
+
 Every directory is written under a temporary name, flushed to disk and renamed into place, so a
 directory with a final name is always complete. A crash leaves at most a ``.tmp-*`` directory,
 or (killed between the two renames that replace ``best_model``) a ``best_model.stale-*`` one;
@@ -30,6 +33,7 @@ import paddle
 
 from gcseg.engine.failures import disk_full_error
 from gcseg.errors import CheckpointError, TrainingError
+from gcseg.staging import make_staging_dir
 from gcseg.models.weights import load_weights
 
 logger = logging.getLogger(__name__)
@@ -147,8 +151,12 @@ class Checkpointer:
 
     def __init__(self, save_dir: str, model: paddle.nn.Layer,
                  optimizer: paddle.optimizer.Optimizer, *, keep_checkpoint_max: int = 5,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True,
+                 extra_models: Optional[Dict[str, paddle.nn.Layer]] = None) -> None:
+        """``extra_models``: ``{file name: layer}`` saved in every ``iter_<N>`` beside the model
+        (the EMA weights) and restored by :meth:`load` when the checkpoint has the file."""
         self.save_dir, self.model, self.optimizer = save_dir, model, optimizer
+        self.extra_models = dict(extra_models or {})
         self.keep_checkpoint_max = keep_checkpoint_max
         self.enabled = enabled
         if enabled:
@@ -163,7 +171,7 @@ class Checkpointer:
         except OSError as error:
             raise CheckpointError(f"--save_dir {self.save_dir}: cannot create it "
                                   f"({error.strerror})") from None
-        tmp = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{name}-", dir=self.save_dir)
+        tmp = make_staging_dir(self.save_dir, f"{_TMP_PREFIX}{name}-")
         try:
             for file_name, obj in files.items():
                 path = os.path.join(tmp, file_name)
@@ -201,9 +209,10 @@ class Checkpointer:
             return None
         state = {**train_state, "iter": iteration, "rng": rng_states(),
                  "param_names": parameter_names(self.model)}
+        extra = {name: layer.state_dict() for name, layer in self.extra_models.items()}
         path = self._write_dir(f"iter_{iteration}", {
             MODEL_FILE: self.model.state_dict(), OPTIMIZER_FILE: self.optimizer.state_dict(),
-            STATE_FILE: state})
+            STATE_FILE: state, **extra})
         self.prune()
         logger.info("saved checkpoint %s", path)
         return path
@@ -228,22 +237,25 @@ class Checkpointer:
             shutil.rmtree(doomed)
 
     # ------------------------------------------------------------------ best model
-    def best(self) -> Optional[Dict[str, Any]]:
-        """``{"iter": N, "mIoU": m}`` of the saved best model, if any."""
-        path = os.path.join(self.save_dir, BEST_DIR, BEST_INFO_FILE)
+    def best(self, directory: str = BEST_DIR) -> Optional[Dict[str, Any]]:
+        """``{"iter": N, "mIoU": m}`` of the saved best model (in ``directory``), if any."""
+        path = os.path.join(self.save_dir, directory, BEST_INFO_FILE)
         if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as file:
             return json.load(file)
 
-    def save_best(self, iteration: int, miou: float) -> bool:
-        """Make these weights ``best_model`` if ``miou`` beats the saved best."""
-        best = self.best()
+    def save_best(self, iteration: int, miou: float, model: Optional[paddle.nn.Layer] = None,
+                  directory: str = BEST_DIR, file_name: str = MODEL_FILE) -> bool:
+        """Make these weights (``model``'s, by default the trained model's) the best in
+        ``directory`` if ``miou`` beats the best saved there."""
+        best = self.best(directory)
         if not self.enabled or (best is not None and miou <= best["mIoU"]):
             return False
-        self._write_dir(BEST_DIR, {MODEL_FILE: self.model.state_dict(),
-                                   BEST_INFO_FILE: {"iter": iteration, "mIoU": miou}})
-        logger.info("[EVAL] new best model: mIoU %.4f at iter %d", miou, iteration)
+        model = self.model if model is None else model
+        self._write_dir(directory, {file_name: model.state_dict(),
+                                    BEST_INFO_FILE: {"iter": iteration, "mIoU": miou}})
+        logger.info("[EVAL] new %s: mIoU %.4f at iter %d", directory, miou, iteration)
         return True
 
     # ------------------------------------------------------------------ reading
@@ -255,6 +267,9 @@ class Checkpointer:
             raise CheckpointError(f"{directory}: not a checkpoint directory (expected "
                                   f"{MODEL_FILE} and {OPTIMIZER_FILE} inside)")
         load_weights(self.model, os.path.join(directory, MODEL_FILE), what="model")
+        for name, layer in self.extra_models.items():
+            if os.path.isfile(os.path.join(directory, name)):
+                load_weights(layer, os.path.join(directory, name), what="model")
         state = self._train_state(directory)
         try:
             optimizer_state = paddle.load(optimizer_path)

@@ -1,5 +1,5 @@
-"""Process-group helpers: rank, world size, the main process, a summing all-reduce, sharding,
-DataParallel and SyncBatchNorm wrapping.
+"""Process-group helpers: rank, world size, the main process, a summing all-reduce, flags
+agreed by all processes, sharding, DataParallel and SyncBatchNorm wrapping.
 
 Everything here degrades to the single-process case, so callers never branch on whether they
 run under ``python -m paddle.distributed.launch``.
@@ -8,6 +8,8 @@ from typing import List
 
 import paddle
 import paddle.distributed as dist
+
+from gcseg.errors import TrainingError, first_line
 
 
 def get_rank() -> int:
@@ -34,6 +36,19 @@ def all_reduce_sum(tensor: paddle.Tensor) -> paddle.Tensor:
         init_distributed()
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def any_process(*flags: bool) -> List[bool]:
+    """Each flag OR-ed over all processes, so that every process takes the same branch (one
+    that stopped alone would leave the others waiting in their next collective)."""
+    if get_world_size() <= 1:
+        return list(flags)
+    try:
+        counts = all_reduce_sum(paddle.to_tensor([float(flag) for flag in flags]))
+    except Exception as error:  # e.g. gloo's TIMEOUT once a peer process has ended
+        raise TrainingError(f"rank {get_rank()}: another process has ended (all-reduce failed: "
+                            f"{first_line(error)})") from error
+    return [bool(count > 0) for count in counts.numpy()]
 
 
 def shard_indices(length: int) -> List[int]:

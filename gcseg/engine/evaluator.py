@@ -3,6 +3,8 @@
 Under ``paddle.distributed.launch`` every process evaluates its own shard of the dataset
 (every image exactly once) and the confusion matrices are summed, so the result equals the
 single-process one. Call it on every rank; only the main process prints and writes files.
+A bad sample or a stop signal on any rank ends the evaluation on every rank (one line, see
+:mod:`gcseg.data.guard`).
 """
 import contextlib
 import dataclasses
@@ -13,12 +15,16 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 from tqdm import tqdm
 
-from gcseg.engine.distributed import init_distributed, is_main_process, shard_indices
+from gcseg.data.guard import DEFAULT_LOADER_TIMEOUT, SafeDataset, WaitedBatches
+from gcseg.engine.distributed import (any_process, init_distributed, is_main_process,
+                                      shard_indices)
 from gcseg.engine.forward import backend_name, inference_forward
 from gcseg.engine.inference import Forward, InferenceSettings, infer_logits
-from gcseg.engine.metrics import ConfusionMatrix
+from gcseg.engine.metrics import ConfusionMatrix, RocAuc
+from gcseg.stopping import StopRequested, handling_signals
 from gcseg.errors import DataError
 from gcseg.models.weights import load_weights
 
@@ -43,8 +49,9 @@ def _single_item(batch: List[dict]) -> dict:
 
 
 def shard_loader(dataset: paddle.io.Dataset, num_workers: int = 0) -> paddle.io.DataLoader:
-    """Batch-1 loader over this process's shard; items come out as the dataset made them."""
-    shard = paddle.io.Subset(dataset, shard_indices(len(dataset)))
+    """Batch-1 loader over this process's shard; items come out as the dataset made them
+    (or as failure items, see :mod:`gcseg.data.guard`)."""
+    shard = paddle.io.Subset(SafeDataset(dataset), shard_indices(len(dataset)))
     return paddle.io.DataLoader(shard, batch_size=1, shuffle=False, num_workers=num_workers,
                                 collate_fn=_single_item)
 
@@ -54,8 +61,8 @@ def as_tensor(array) -> paddle.Tensor:
     return array if isinstance(array, paddle.Tensor) else paddle.to_tensor(array)
 
 
-def _update(matrix: ConfusionMatrix, model: Forward, item: dict,
-            settings: InferenceSettings) -> None:
+def _update(matrix: ConfusionMatrix, model: Forward, item: dict, settings: InferenceSettings,
+            roc: Optional[RocAuc] = None) -> None:
     image = as_tensor(item["img"]).unsqueeze(0)  # [1, 3, H, W]
     label = as_tensor(item["label"])  # [h, w] at the original resolution
     logits = infer_logits(model, image, settings, item.get("trans_info"))
@@ -64,28 +71,65 @@ def _update(matrix: ConfusionMatrix, model: Forward, item: dict,
                         f"label {label.shape[-2:]} differ in size; does trans_info record every "
                         f"resize/padding of the val transforms?")
     matrix.update(label, logits.argmax(axis=1))
+    if roc is not None:  # an average of softmaxed views already is probabilities
+        roc.update(label, logits if settings.averages_probs else F.softmax(logits, axis=1))
+
+
+def _evaluate_shard(matrix: ConfusionMatrix, forward: Forward, batches: WaitedBatches,
+                    settings: InferenceSettings, roc: Optional[RocAuc], show: bool) -> None:
+    for item in tqdm(batches, desc="eval", unit="img", disable=not show, dynamic_ncols=True):
+        _update(matrix, forward, item, settings, roc)
+
+
+def _agree_on_ending(error: Optional[Exception]) -> None:
+    """Raise on every process when any of them met a bad sample or a stop signal (the others
+    would wait for it in the confusion-matrix all-reduce)."""
+    failed, stopped = any_process(isinstance(error, DataError),
+                                  isinstance(error, StopRequested))
+    if error is not None:
+        raise error
+    if failed:
+        raise DataError("evaluation stopped: another process met a bad sample (its log names "
+                        "the file)")
+    if stopped:
+        raise StopRequested
 
 
 def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset,
              settings: Optional[InferenceSettings] = None, *, backend: str = "auto",
-             num_workers: int = 0, print_detail: bool = True, save_dir: Optional[str] = None,
-             config_path: Optional[str] = None, model_path: Optional[str] = None) -> Dict:
+             num_workers: int = 0, loader_timeout: float = DEFAULT_LOADER_TIMEOUT,
+             print_detail: bool = True, save_dir: Optional[str] = None,
+             config_path: Optional[str] = None, model_path: Optional[str] = None,
+             release_model: bool = False, auc_roc: bool = False) -> Dict:
     """Evaluate ``model`` on ``dataset`` (batch 1) with ``settings`` (default: whole-image
     fp32); returns the metrics of :func:`gcseg.engine.metrics.metrics_from_confusion` plus
     ``num_images``, ``class_names``, the paths, the inference settings and, under ``engine``, the
     forward backend used (:func:`gcseg.engine.forward.inference_forward`: ``auto``,
-    ``predictor`` or ``dygraph``).
-    Restores the model's train mode afterwards."""
+    ``predictor``, ``onnxruntime`` or ``dygraph``), and with ``auc_roc`` the ``auc_roc`` of
+    :class:`gcseg.engine.metrics.RocAuc`.
+    Restores the model's train mode afterwards. ``release_model`` frees the model's weights
+    once a predictor holds them (for callers that evaluate once and are done with the model)."""
     settings = settings or InferenceSettings()
     matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
-    loader = shard_loader(dataset, num_workers)
+    roc = RocAuc(dataset.num_classes, dataset.ignore_index) if auc_roc else None
     show = print_detail and is_main_process()
-    with eval_mode(model):
-        forward = inference_forward(model, backend, settings.precision)
-        for item in tqdm(loader, desc="eval", unit="img", disable=not show, dynamic_ncols=True):
-            _update(matrix, forward, item, settings)
+    if show and settings.aug_eval:
+        print(f"[EVAL] test-time augmentation: {settings.describe_views()}")
+    ended_by: Optional[Exception] = None
+    with eval_mode(model), handling_signals():
+        forward = inference_forward(model, backend, settings.precision, release_model)
+        batches = WaitedBatches(shard_loader(dataset, num_workers), loader_timeout,
+                                "evaluation data loader")
+        try:
+            _evaluate_shard(matrix, forward, batches, settings, roc, show)
+        except (DataError, StopRequested) as error:
+            ended_by = error
+    _agree_on_ending(ended_by)
     matrix.all_reduce()
     results = matrix.compute()
+    if roc is not None:
+        roc.all_reduce()
+        results["auc_roc"] = roc.compute()
     results.update(num_images=len(dataset), class_names=class_names_of(dataset),
                    config_path=config_path, model_path=model_path,
                    inference=dataclasses.asdict(settings), engine=backend_name(forward))
@@ -99,16 +143,18 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset,
 
 def evaluate_from_config(cfg: Any, model_path: str, settings: Optional[InferenceSettings] = None,
                          *, backend: str = "auto", save_dir: Optional[str] = None,
-                         num_workers: Optional[int] = None) -> Dict:
+                         num_workers: Optional[int] = None, **options: Any) -> Dict:
     """:func:`evaluate` ``cfg.model`` loaded from ``model_path`` on ``cfg.val_dataset``; under
     ``paddle.distributed.launch`` each process takes its shard. ``num_workers`` None: the
-    config's ``global.num_workers``."""
+    config's ``global.num_workers``. The model's weights are released once a predictor holds
+    them; ``options`` are :func:`evaluate`'s ``loader_timeout`` and ``auc_roc``."""
     init_distributed()
     model = cfg.model
     load_weights(model, model_path)
     workers = cfg.runtime("global")["num_workers"] if num_workers is None else num_workers
     return evaluate(model, cfg.val_dataset, settings, backend=backend, num_workers=workers,
-                    save_dir=save_dir, config_path=str(cfg.path), model_path=model_path)
+                    save_dir=save_dir, config_path=str(cfg.path), model_path=model_path,
+                    release_model=True, **options)
 
 
 def class_names_of(dataset) -> List[str]:
@@ -133,10 +179,13 @@ def format_class_table(results: Dict) -> str:
 
 
 def summary_line(results: Dict) -> str:
-    return (f"[EVAL] #Images: {results['num_images']}  mIoU: {results['mIoU']:.4f} "
+    line = (f"[EVAL] #Images: {results['num_images']}  mIoU: {results['mIoU']:.4f} "
             f"(mean of {results['num_classes_averaged']}/{len(results['class_IoU'])} classes "
             f"present in GT or prediction)  Acc: {results['Acc']:.4f}  "
             f"Kappa: {results['Kappa']:.4f}  Dice: {results['Dice']:.4f}")
+    if "auc_roc" in results:
+        line += f"  AUC-ROC: {_cell(results['auc_roc'])}"
+    return line
 
 
 def _json_safe(value):

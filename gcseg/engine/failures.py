@@ -13,17 +13,12 @@ Paddle reports a device out of memory as ``MemoryError`` or as an error whose ty
 import errno
 from typing import Optional
 
-from gcseg.errors import GcsegError, TrainingError
+from gcseg.errors import GcsegError, TrainingError, first_line
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _OOM_MARKERS = ("resourceexhausted", "out of memory", "out_of_memory", "cuda error(2)")
 OOM_ADVICE = ("reduce batch_size or the crop size (RandomPaddingCrop crop_size), or train with "
               "--precision fp16")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:160]
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -55,7 +50,7 @@ def as_training_error(exc: BaseException, iteration: int,
     resume = f"; resume with --resume_model {last_checkpoint}" if last_checkpoint else ""
     if is_out_of_memory(exc):
         return TrainingError(f"iter {iteration}: out of memory on the device "
-                             f"({_first_line(exc)}); {OOM_ADVICE}{resume}")
+                             f"({first_line(exc)}); {OOM_ADVICE}{resume}")
     disk_full = disk_full_error(exc, f"iter {iteration}: {getattr(exc, 'filename', None) or 'disk'}")
     if disk_full is not None:
         return TrainingError(f"{disk_full}{resume}")

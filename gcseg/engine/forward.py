@@ -3,16 +3,23 @@
 ``backend="predictor"`` exports the BN-folded model to a temporary directory and runs it with
 Paddle Inference (oneDNN conv+bias+ReLU fusion, all cores): on this project's 2-core machine
 GCNet-R50 at 512x256 takes 0.36x of PaddleSeg's dygraph forward time (BENCHMARKS.md).
-``backend="dygraph"`` runs the BN-folded dygraph copy. ``backend="auto"`` picks the predictor on
-a CPU when it can be built and agrees with the dygraph model on a probe input, else dygraph
-(e.g. on Paddle 2.6, whose dygraph-to-static translation of the model fails), with one line
-saying why. The model passed in is never modified; both backends are snapshots of its weights.
+``backend="onnxruntime"`` converts that export to ONNX (paddle2onnx, the optional ``onnx``
+extra) and runs it with ONNX Runtime on the CPU. ``backend="dygraph"`` runs the BN-folded
+dygraph copy. ``backend="auto"`` on a CPU compiles the predictor and, when onnxruntime and
+paddle2onnx are installed, ONNX Runtime; of those that agree with the dygraph model on a probe
+input it takes the faster on a timing image, decides once per process (later calls, e.g. each
+evaluation during training, reuse the choice) and says so in one line; when neither runs it
+falls back to dygraph, saying why (e.g. on Paddle 2.6, whose dygraph-to-static translation of
+the model fails). The model passed in is not modified (unless the caller asks for its weights
+to be released once a compiled backend holds them); every backend is a snapshot of its weights.
 On the command line the choice is ``--engine``; ``eval_results.json`` records it as ``engine``.
 """
+import gc
 import os
 import sys
 import tempfile
-from typing import List, Optional
+import time
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -22,24 +29,29 @@ from gcseg.deploy.fold_bn import fold_batchnorm
 from gcseg.engine.inference import Forward
 from gcseg.errors import GcsegError, UsageError
 
-BACKENDS = ("auto", "predictor", "dygraph")
+BACKENDS = ("auto", "predictor", "onnxruntime", "dygraph")
+COMPILED_BACKENDS = ("predictor", "onnxruntime")
+RUNTIME_LABELS = {"predictor": "Paddle Inference", "onnxruntime": "ONNX Runtime"}
 PROBE_SHAPE = (1, 3, 64, 96)
+# auto times the compiled backends once per process, alternating, on an image of this shape.
+TIMING_SHAPE = (1, 3, 128, 256)
+TIMING_ROUNDS = 3
 RELATIVE_TOLERANCE = 1e-4
 # oneDNN keeps compiled kernels per input shape; bound them for datasets of varying sizes.
 SHAPE_CACHE_CAPACITY = 16
+# auto's choice between the compiled backends, made once per process (see _choose_auto).
+_AUTO_CHOICE: Dict[str, str] = {}
 
 
-class PredictorModel:
-    """A Paddle Inference predictor called like the model: ``[N,3,H,W] -> [logits]``, on GPU
-    ``gpu_id`` or, when it is None, on the CPU."""
+class CompiledModel:
+    """An exported model's runner called like the model: ``[N,3,H,W] -> [logits]``;
+    ``backend`` is ``"predictor"`` (Paddle Inference) or ``"onnxruntime"``."""
 
     training = False
 
-    def __init__(self, model_dir: str, cpu_threads: int, gpu_id: Optional[int] = None) -> None:
-        from gcseg.deploy.runtime import DeployedModel
-        self.runner = DeployedModel(model_dir, cpu_threads=cpu_threads,
-                                    use_gpu=gpu_id is not None, gpu_id=gpu_id or 0,
-                                    shape_cache_capacity=SHAPE_CACHE_CAPACITY)
+    def __init__(self, runner, backend: str) -> None:
+        self.runner = runner
+        self.backend = backend
 
     def __call__(self, images: paddle.Tensor) -> List[paddle.Tensor]:
         return [paddle.to_tensor(self.runner.run(images.numpy()))]
@@ -57,29 +69,135 @@ def max_relative_difference(ours: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(ours - reference).max() / max(1.0, float(np.abs(reference).max())))
 
 
-def compile_for_inference(model: nn.Layer) -> PredictorModel:
-    """``model`` (in eval mode) exported with BN folded and loaded into a Paddle Inference
-    predictor; raises :class:`GcsegError` when the export or the predictor fails or the
-    predictor disagrees with the dygraph model by more than ``RELATIVE_TOLERANCE`` on a
-    random probe image."""
+def _open_runner(backend: str, export_dir: str):
+    """The runner of ``backend`` for the Paddle export in ``export_dir``."""
+    if backend == "predictor":
+        from gcseg.deploy.runtime import PaddleInferenceRunner
+        gpu_id = current_gpu_id()
+        return PaddleInferenceRunner(export_dir, cpu_threads=cpu_threads(),
+                                     use_gpu=gpu_id is not None, gpu_id=gpu_id or 0,
+                                     shape_cache_capacity=SHAPE_CACHE_CAPACITY)
+    from gcseg.deploy.onnx_export import convert_export_to_onnx
+    from gcseg.deploy.onnx_runtime import OnnxRuntimeRunner
+    onnx_dir = os.path.join(export_dir, "onnx")
+    return OnnxRuntimeRunner(convert_export_to_onnx(export_dir, onnx_dir)["model"],
+                             cpu_threads=cpu_threads())
+
+
+def _first_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {(str(error).strip() or '?').splitlines()[0]}"
+
+
+def _checked(backend: str, export_dir: str, probe: paddle.Tensor,
+             reference: np.ndarray) -> Union[CompiledModel, GcsegError]:
+    """``backend``'s compiled model if it runs and agrees with ``reference`` on ``probe``,
+    else the error saying why (a missing optional package stays a :class:`UsageError`)."""
+    label = RUNTIME_LABELS[backend]
+    try:
+        compiled = CompiledModel(_open_runner(backend, export_dir), backend)
+        output = compiled(probe)[0].numpy()
+    except UsageError as error:
+        return error
+    except Exception as error:  # noqa: BLE001 - any failure here means "use another engine"
+        return GcsegError(f"{label} could not run the model: {_first_line(error)}")
+    difference = max_relative_difference(output, reference)
+    if not difference <= RELATIVE_TOLERANCE:
+        return GcsegError(f"{label} differs from dygraph by {difference:.2e} (relative) on a "
+                          f"probe image")
+    return compiled
+
+
+def compile_backends(model: nn.Layer, backends: Sequence[str]
+                    ) -> Dict[str, Union[CompiledModel, GcsegError]]:
+    """``model`` (in eval mode) exported once with BN folded and loaded into each of
+    ``backends``: per backend the :class:`CompiledModel`, or the error when the export or the
+    runtime fails or it disagrees with the dygraph model by more than ``RELATIVE_TOLERANCE``
+    on a random probe image."""
     from gcseg.deploy.export import export_model
     probe = paddle.to_tensor(np.random.default_rng(0).standard_normal(PROBE_SHAPE)
                              .astype(np.float32))
     with paddle.no_grad():
         reference = model(probe)[0].numpy()
-    try:
-        with tempfile.TemporaryDirectory(prefix="gcseg_engine_") as work_dir:
+    with tempfile.TemporaryDirectory(prefix="gcseg_engine_") as work_dir:
+        try:
             export_model(model, work_dir, output_op="none")
-            compiled = PredictorModel(work_dir, cpu_threads(), current_gpu_id())
-        output = compiled(probe)[0].numpy()
-    except Exception as error:  # noqa: BLE001 - any failure here means "use dygraph"
-        raise GcsegError(f"Paddle Inference could not run the model: {type(error).__name__}: "
-                         f"{str(error).strip().splitlines()[0]}") from error
-    difference = max_relative_difference(output, reference)
-    if not difference <= RELATIVE_TOLERANCE:
-        raise GcsegError(f"Paddle Inference differs from dygraph by {difference:.2e} "
-                         f"(relative) on a probe image")
-    return compiled
+            gc.collect()  # the traced BN-folded copy sits in reference cycles: free it first
+        except Exception as error:  # noqa: BLE001 - no backend can run what was not exported
+            return {backend: GcsegError(f"{RUNTIME_LABELS[backend]} could not run the model: "
+                                       f"the export failed: {_first_line(error)}")
+                    for backend in backends}
+        return {backend: _checked(backend, work_dir, probe, reference) for backend in backends}
+
+
+def compile_for_inference(model: nn.Layer, backend: str = "predictor") -> CompiledModel:
+    """``model`` compiled for ``backend`` (``predictor`` or ``onnxruntime``); raises the
+    :class:`GcsegError` of :func:`compile_backends` when it cannot be used."""
+    if backend == "onnxruntime":  # a missing optional package is reported before any work
+        from gcseg.deploy.onnx_export import import_paddle2onnx
+        from gcseg.deploy.onnx_runtime import import_onnxruntime
+        import_onnxruntime("--engine onnxruntime")
+        import_paddle2onnx("--engine onnxruntime")
+    result = compile_backends(model, [backend])[backend]
+    if isinstance(result, GcsegError):
+        raise result
+    return result
+
+
+def _median_seconds(compiled: Dict[str, CompiledModel]) -> Dict[str, float]:
+    """Median forward time of each compiled backend on a ``TIMING_SHAPE`` image, alternating
+    backends round by round so that load from other processes hits them alike."""
+    image = paddle.to_tensor(np.random.default_rng(1).standard_normal(TIMING_SHAPE)
+                             .astype(np.float32))
+    times: Dict[str, List[float]] = {name: [] for name in compiled}
+    for name, forward in compiled.items():
+        forward(image)  # warm-up: kernel selection, caches
+    for _ in range(TIMING_ROUNDS):
+        for name, forward in compiled.items():
+            start = time.perf_counter()
+            forward(image)
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def _agreed_backends(working: Dict[str, CompiledModel], seconds: Dict[str, float]
+                    ) -> Tuple[List[str], Dict[str, float]]:
+    """The compiled backends that run on every process, and their times summed over processes:
+    in a distributed evaluation all processes must take the same backend."""
+    from gcseg.engine.distributed import all_reduce_sum, get_world_size
+    local = [float(name in working) for name in COMPILED_BACKENDS] + \
+        [seconds.get(name, 0.0) for name in COMPILED_BACKENDS]
+    summed = all_reduce_sum(paddle.to_tensor(local, dtype="float32")).numpy()
+    count = len(COMPILED_BACKENDS)
+    agreed = [name for name, votes in zip(COMPILED_BACKENDS, summed[:count])
+              if int(round(float(votes))) == get_world_size()]
+    return agreed, dict(zip(COMPILED_BACKENDS, (float(v) for v in summed[count:])))
+
+
+def _choose_auto(model: nn.Layer) -> CompiledModel:
+    """Compile every backend that can run here; the faster of those that agree with dygraph
+    wins, once per process, with one line saying why. Raises when none can be used."""
+    from gcseg.deploy.onnx_export import onnx_tools_installed
+    candidates = ["predictor"] + (["onnxruntime"] if onnx_tools_installed() else [])
+    results = compile_backends(model, candidates)
+    working = {name: r for name, r in results.items() if isinstance(r, CompiledModel)}
+    agreed, seconds = _agreed_backends(working, _median_seconds(working)
+                                      if len(working) == len(COMPILED_BACKENDS) else {})
+    if not agreed:
+        raise next((r for r in results.values() if isinstance(r, GcsegError)),
+                   GcsegError("no compiled backend runs in every process"))
+    if len(agreed) == len(COMPILED_BACKENDS):
+        choice = min(agreed, key=seconds.get)
+        reason = (f"ONNX Runtime took {seconds['onnxruntime'] / seconds['predictor']:.2f}x "
+                  f"Paddle Inference's time on a {TIMING_SHAPE[3]}x{TIMING_SHAPE[2]} image")
+    else:
+        choice, = agreed
+        other = next(name for name in COMPILED_BACKENDS if name != choice)
+        reason = ("ONNX Runtime: onnxruntime/paddle2onnx not installed" if other not in results
+                  else str(results[other]) if other not in working
+                  else f"{RUNTIME_LABELS[other]} fails in another process")
+    _AUTO_CHOICE["backend"] = choice
+    print(f"gcseg: evaluation backend {choice} for this process ({reason})", file=sys.stderr)
+    return working[choice]
 
 
 def current_gpu_id() -> Optional[int]:
@@ -94,10 +212,20 @@ def _on_cpu() -> bool:
     return paddle.get_device().startswith("cpu")
 
 
-def inference_forward(model: nn.Layer, backend: str = "auto",
-                      precision: str = "fp32") -> Forward:
+def release_parameters(model: nn.Layer) -> None:
+    """Free the storage of ``model``'s parameters and buffers (the model cannot run after)."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        tensor._clear_data()
+
+
+def inference_forward(model: nn.Layer, backend: str = "auto", precision: str = "fp32",
+                      release_model: bool = False) -> Forward:
     """The forward function evaluation should call for ``model`` (see the module docstring).
-    Mixed precision (``precision != "fp32"``) autocasts dygraph, so it always uses dygraph."""
+    Mixed precision (``precision != "fp32"``) autocasts dygraph, so it always uses dygraph.
+
+    ``release_model`` is for callers that need the dygraph model no more (``val.py``): once the
+    predictor holds the weights and agrees with the model, the model's own copy is freed
+    (GCNet-R50: 190 MB of a ~1.2 GB process)."""
     if backend not in BACKENDS:
         raise UsageError(f"backend (--engine) must be one of {', '.join(BACKENDS)}, "
                          f"got {backend!r}")
@@ -105,14 +233,20 @@ def inference_forward(model: nn.Layer, backend: str = "auto",
     if backend == "dygraph" or (backend == "auto" and (precision != "fp32" or not _on_cpu())):
         return fold_batchnorm(model)
     try:
-        return compile_for_inference(model)
+        compiled = (compile_for_inference(model, backend) if backend != "auto"
+                    else compile_for_inference(model, _AUTO_CHOICE["backend"])
+                    if "backend" in _AUTO_CHOICE else _choose_auto(model))
     except GcsegError as error:
-        if backend == "predictor":
+        if backend != "auto":
             raise
         print(f"gcseg: evaluating with dygraph ({error})", file=sys.stderr)
         return fold_batchnorm(model)
+    if release_model:
+        release_parameters(model)
+    return compiled
 
 
 def backend_name(forward: Forward) -> str:
-    """``"predictor"`` or ``"dygraph"``: which backend :func:`inference_forward` returned."""
-    return "predictor" if isinstance(forward, PredictorModel) else "dygraph"
+    """``"predictor"``, ``"onnxruntime"`` or ``"dygraph"``: which backend
+    :func:`inference_forward` returned."""
+    return forward.backend if isinstance(forward, CompiledModel) else "dygraph"

@@ -8,6 +8,9 @@ undone. ``tta_average="probs"`` averages softmax probabilities instead, as MMSeg
 each view's logits are first mapped back to the label's resolution (through ``trans_info``) and
 only then softmaxed, so the softmax sees the same logits as a single-view prediction would.
 Sizes given as pairs (``crop_size``, ``stride``) are ``(width, height)``, as in PaddleSeg configs.
+Logits are resized back (to the input, then to the label) with ``align_corners`` False, as
+PaddleSeg does; ``align_corners=True`` resizes them as MMSegmentation does for a model that
+itself resizes with ``align_corners=True`` (its 769x769 Cityscapes rows).
 """
 import contextlib
 import dataclasses
@@ -24,7 +27,7 @@ from gcseg.errors import DataError, UsageError
 
 Size = Tuple[int, int]
 Flip = Tuple[bool, bool]  # (horizontal, vertical)
-# a model, or anything called like one (gcseg.engine.forward.PredictorModel): images -> [logits]
+# a model, or anything called like one (gcseg.engine.forward.CompiledModel): images -> [logits]
 Forward = Callable[[paddle.Tensor], Sequence[paddle.Tensor]]
 # what one TTA view adds to the average, from its logits at the input size
 ViewOutput = Callable[[paddle.Tensor], paddle.Tensor]
@@ -61,6 +64,7 @@ class InferenceSettings:
     stride: Optional[Sequence[int]] = None
     precision: str = "fp32"
     tta_average: str = "logits"
+    align_corners: bool = False
 
     def __post_init__(self) -> None:
         scales = self.scales if isinstance(self.scales, (list, tuple)) else (self.scales,)
@@ -110,18 +114,37 @@ class InferenceSettings:
                 flips.append((True, True))
         return self.scales, flips
 
+    @property
+    def averages_probs(self) -> bool:
+        """Whether :func:`infer_logits` gives probabilities: ``tta_average: probs`` averages the
+        softmax of several views as MMSegmentation's TTA does; a single view keeps its logits,
+        as MMSegmentation's whole-image and sliding-window inference return them."""
+        scales, flips = self.views()
+        return self.tta_average == "probs" and len(scales) * len(flips) > 1
+
+    def describe_views(self) -> str:
+        """The views :meth:`views` runs, in words: ``scales 0.75, 1.0; flips: none, horizontal
+        (4 views per image, logits averaged)``."""
+        scales, flips = self.views()
+        names = {(False, False): "none", (True, False): "horizontal", (False, True): "vertical",
+                 (True, True): "horizontal+vertical"}
+        return (f"scales {', '.join(str(float(scale)) for scale in scales)}; flips: "
+                f"{', '.join(names[flip] for flip in flips)} ({len(scales) * len(flips)} views "
+                f"per image, {self.tta_average} averaged)")
+
     def autocast(self) -> ContextManager:
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return paddle.amp.auto_cast(dtype=AUTOCAST_DTYPES[self.precision], level="O1")
 
 
-def resize_bilinear(x: paddle.Tensor, size: Sequence[int]) -> paddle.Tensor:
+def resize_bilinear(x: paddle.Tensor, size: Sequence[int],
+                    align_corners: bool = False) -> paddle.Tensor:
     """Bilinear resize of ``[N, C, H, W]`` to ``size = (h, w)``; identity when already there.
     (Models resize through :func:`gcseg.models.layers.resize`, which export can swap.)"""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=list(size), mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=list(size), mode="bilinear", align_corners=align_corners)
 
 
 def flip(x: paddle.Tensor, direction: Flip) -> paddle.Tensor:
@@ -129,11 +152,12 @@ def flip(x: paddle.Tensor, direction: Flip) -> paddle.Tensor:
     return paddle.flip(x, axis=axes) if axes else x
 
 
-def reverse_transform(logits: paddle.Tensor, trans_info: Sequence) -> paddle.Tensor:
+def reverse_transform(logits: paddle.Tensor, trans_info: Sequence,
+                      align_corners: bool = False) -> paddle.Tensor:
     """Map logits back to the label's resolution by undoing ``trans_info`` in reverse order."""
     for op, (height, width) in reversed(list(trans_info)):
         if op == "resize":
-            logits = resize_bilinear(logits, (height, width))
+            logits = resize_bilinear(logits, (height, width), align_corners)
         elif op == "padding":
             logits = logits[:, :, :height, :width]
         else:
@@ -234,9 +258,10 @@ def _view_output(settings: InferenceSettings, trans_info: Sequence) -> ViewOutpu
     MMSegmentation resizes each view's logits to the original image before its softmax, and
     softmax does not commute with resizing.
     """
-    if settings.tta_average == "logits":
+    if not settings.averages_probs:
         return lambda logits: logits
-    return lambda logits: F.softmax(reverse_transform(logits, trans_info), axis=1)
+    return lambda logits: F.softmax(reverse_transform(logits, trans_info, settings.align_corners),
+                                    axis=1)
 
 
 def _scale_sum(model: Forward, image: paddle.Tensor, scale: float, flips: List[Flip],
@@ -252,7 +277,7 @@ def _scale_sum(model: Forward, image: paddle.Tensor, scale: float, flips: List[F
     total = None
     for group in _chunks(flips, per_forward):
         logits = resize_bilinear(_flipped_views_logits(model, scaled, group, settings),
-                                 (height, width))
+                                 (height, width), settings.align_corners)
         views = output(logits).sum(axis=0, keepdim=True)  # [1, K, H, W] or [1, K, h, w]
         total = views if total is None else total + views
     return total
@@ -270,6 +295,6 @@ def infer_logits(model: Forward, image: paddle.Tensor, settings: InferenceSettin
     for scale in scales[1:]:
         total += _scale_sum(model, image, scale, flips, settings, output)
     average = total / (len(scales) * len(flips))
-    if settings.tta_average == "probs":
+    if settings.averages_probs:
         return average  # already at the label's resolution
-    return reverse_transform(average, trans_info)
+    return reverse_transform(average, trans_info, settings.align_corners)

@@ -82,3 +82,58 @@ def metrics_from_confusion(matrix: np.ndarray) -> Dict[str, object]:
         "class_dice": _nullable(dice, present),
         "confusion_matrix": matrix.astype(np.int64).tolist(),
     }
+
+
+class RocAuc:
+    """Area under the ROC curve of each class's probability, that class against the rest,
+    averaged over the classes (PaddleSeg's ``auc_roc``: scikit-learn's one-vs-rest
+    ``roc_auc_score``, macro mean; for two classes both halves equal the AUC of class 1).
+
+    PaddleSeg keeps every pixel's probabilities in memory (and fails on ignored pixels); here
+    each class's probabilities are counted in ``bins`` equal-width bins, apart for its pixels
+    and the others', on the device and summed across processes. A positive and a negative
+    pixel in one bin count as a tie (half), which moves the AUC by at most half the fraction
+    of such pairs. Ignored pixels are left out; a class without pixels of its own (or without
+    any others) has no AUC and is left out of the mean.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, bins: int = 1 << 14) -> None:
+        self.num_classes, self.ignore_index, self.bins = num_classes, ignore_index, bins
+        self.reset()
+
+    def reset(self) -> None:
+        # [class, (others, own), bin]
+        self.counts = paddle.zeros([self.num_classes, 2, self.bins], dtype="int64")
+
+    def update(self, label: paddle.Tensor, probs: paddle.Tensor) -> None:
+        """Add one image: ``label [h, w]`` class ids, ``probs [1, K, h, w]`` probabilities."""
+        label = label.flatten().astype("int64")
+        valid = (label != self.ignore_index) & (label >= 0) & (label < self.num_classes)
+        label = paddle.masked_select(label, valid)
+        probs = probs.reshape([self.num_classes, -1])  # [K, h*w]
+        for index in range(self.num_classes):
+            score = paddle.masked_select(probs[index], valid)
+            bin_of = paddle.clip((score * self.bins).astype("int64"), 0, self.bins - 1)
+            own = (label == index).astype("int64")
+            self.counts[index] += paddle.bincount(own * self.bins + bin_of,
+                                                  minlength=2 * self.bins).reshape([2, -1])
+
+    def all_reduce(self) -> None:
+        all_reduce_sum(self.counts)
+
+    def compute(self) -> Optional[float]:
+        """The mean AUC over classes that have both own and other pixels (None if none has)."""
+        return auc_from_histograms(self.counts.numpy())
+
+
+def auc_from_histograms(counts: np.ndarray) -> Optional[float]:
+    """Mean one-vs-rest AUC of ``counts[class, (others, own), bin]`` (bins in score order)."""
+    counts = counts.astype(np.float64)
+    others, own = counts[:, 0], counts[:, 1]
+    others_below = np.cumsum(others, axis=1) - others
+    pairs = others.sum(axis=1) * own.sum(axis=1)
+    defined = pairs > 0
+    if not defined.any():
+        return None
+    wins = (own * (others_below + 0.5 * others)).sum(axis=1)
+    return float((wins[defined] / pairs[defined]).mean())

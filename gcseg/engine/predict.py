@@ -3,7 +3,7 @@
 For every image ``save_dir/pseudo_color_prediction/<name>.png`` holds the class ids as a
 palette PNG (the pixel values are class ids, shown in the dataset's colours) and
 ``save_dir/added_prediction/<name>`` the colours blended over the image. An image that cannot
-be read is reported by path and skipped; the rest are still processed.
+be read or transformed is reported by path and skipped; the rest are still processed.
 
 :func:`predict_from_config` needs no dataset on disk: it takes the val transforms from the
 config and the palette from the ``val_dataset`` class.
@@ -21,11 +21,12 @@ from tqdm import tqdm
 from gcseg.builder import ComponentBuilder
 from gcseg.config import Config
 from gcseg.data.datasets import SegDataset
-from gcseg.data.palettes import blend, colorize
+from gcseg.data.palettes import blend, colorize, with_custom_colors
 from gcseg.data.transforms import Compose, read_image
 from gcseg.engine.evaluator import eval_mode
 from gcseg.engine.inference import InferenceSettings, infer_logits
-from gcseg.errors import ConfigError, DataError, UsageError
+from gcseg.stopping import handling_signals
+from gcseg.errors import ConfigError, DataError, UsageError, first_line
 from gcseg.models.weights import load_weights
 from gcseg.registry import DATASETS
 
@@ -103,9 +104,19 @@ def save_prediction(pred: np.ndarray, image: np.ndarray, name: str, save_dir: st
     cv2.imwrite(added_path, cv2.cvtColor(added, cv2.COLOR_RGB2BGR))
 
 
+def _prepare(transforms: Callable, image_path: str) -> dict:
+    """``image_path`` read and transformed; any failure is a :class:`DataError` naming it."""
+    try:
+        return transforms({"img": image_path, "trans_info": []})
+    except DataError:
+        raise
+    except Exception as error:  # a decoder or a transform failing on an odd image
+        raise DataError(f"{image_path}: {type(error).__name__}: {first_line(error)}") from error
+
+
 def _predict_one(model: paddle.nn.Layer, transforms: Callable, image_path: str,
                  settings: InferenceSettings) -> np.ndarray:
-    data = transforms({"img": image_path, "trans_info": []})
+    data = _prepare(transforms, image_path)
     image = paddle.to_tensor(data["img"]).unsqueeze(0)  # [1, 3, H, W]
     logits = infer_logits(model, image, settings, data["trans_info"])
     return logits.argmax(axis=1)[0].numpy()
@@ -119,7 +130,7 @@ def predict(model: paddle.nn.Layer, transforms: Callable, image_list: Sequence[s
     ``(path, reason)``, after processing all the others."""
     inference = settings or InferenceSettings()
     failed = []
-    with eval_mode(model):
+    with eval_mode(model), handling_signals():
         for image_path in tqdm(image_list, desc="predict", unit="img", dynamic_ncols=True):
             try:
                 pred = _predict_one(model, transforms, image_path, inference)
@@ -133,12 +144,16 @@ def predict(model: paddle.nn.Layer, transforms: Callable, image_list: Sequence[s
 
 
 def predict_from_config(cfg: Config, model_path: str, image_path: str, save_dir: str,
-                        settings: Optional[InferenceSettings] = None
+                        settings: Optional[InferenceSettings] = None, *,
+                        custom_color: Optional[Sequence[int]] = None
                         ) -> Tuple[int, List[Tuple[str, str]]]:
     """:func:`predict` the images of ``image_path`` (see :func:`collect_images`) with
-    ``cfg.model`` loaded from ``model_path``; returns the number of images and the failures."""
+    ``cfg.model`` loaded from ``model_path``; returns the number of images and the failures.
+    ``custom_color`` (flat R G B values) replaces the first colours of the dataset's palette."""
     images, image_dir = collect_images(image_path)
     transforms, palette = val_transforms_and_palette(cfg)
+    if custom_color:
+        palette = with_custom_colors(palette, custom_color)
     model = cfg.model
     load_weights(model, model_path)
     failed = predict(model, transforms, images, save_dir, palette=palette, image_dir=image_dir,

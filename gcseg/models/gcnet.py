@@ -4,7 +4,13 @@ The head refines the last backbone stage with a global-context block: one attent
 all positions pools the features into a single context vector, a bottleneck transform turns it
 into a per-channel offset, and that offset is added to every position. Parameter names equal
 PaddleSeg's ``GCNet`` (``head.gc_block.channel_add_conv.{0,1,3}``, ``head.auxlayer.*``).
+
+Two head styles share this graph. ``paddleseg`` (PaddleSeg's GCNet): head convs with a bias,
+element-wise dropout, Paddle's default initialisation. ``mmseg`` (MMSegmentation's GCHead and
+auxiliary FCNHead): head convs without bias, channel-wise ``Dropout2D``, and MMSeg's
+initialisation, which matters when the head trains from ImageNet backbone weights.
 """
+import math
 from typing import List, Optional, Sequence
 
 import paddle
@@ -41,9 +47,8 @@ class GlobalContextBlock(nn.Layer):
     """``x + transform(context(x))`` with a softmax attention over all ``H*W`` positions.
 
     ``transform`` is 1x1 conv -> LayerNorm -> ReLU -> 1x1 conv through ``in_channels * ratio``
-    channels. Initialisation is Paddle's default, as in PaddleSeg. (mmcv's ``ContextBlock``
-    zero-initialises the last conv so the block starts as the identity; to get that when
-    training from scratch, set ``channel_add_conv[3].weight`` and ``.bias`` to zero.)
+    channels. Initialisation is Paddle's default, as in PaddleSeg; :meth:`init_as_mmcv` gives
+    mmcv's ``ContextBlock`` initialisation instead.
     """
 
     def __init__(self, in_channels: int, ratio: float) -> None:
@@ -67,16 +72,56 @@ class GlobalContextBlock(nn.Layer):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return x + self.channel_add_conv(self.context(x))
 
+    def init_as_mmcv(self) -> None:
+        """mmcv's initialisation: Kaiming (fan in) attention conv, and a zero last conv, so
+        the block starts as the identity."""
+        kaiming_normal(self.conv_mask, fan=self.conv_mask.weight[0].numel())
+        last = self.channel_add_conv[3]
+        last.weight.set_value(paddle.zeros_like(last.weight))
+        last.bias.set_value(paddle.zeros_like(last.bias))
+
+
+def kaiming_normal(conv: nn.Conv2D, fan: int) -> None:
+    """He-normal weights for a conv followed by ReLU, ``std = sqrt(2 / fan)``; bias zero."""
+    normal(conv, math.sqrt(2.0 / int(fan)))
+
+
+def normal(conv: nn.Conv2D, std: float) -> None:
+    """Weights drawn from N(0, std^2) with Paddle's generator (``paddle.seed``); bias zero."""
+    conv.weight.set_value(paddle.normal(0.0, std, conv.weight.shape))
+    if conv.bias is not None:
+        conv.bias.set_value(paddle.zeros_like(conv.bias))
+
+
+def init_conv_bn_as_mmcv(layer: ConvBNReLU) -> None:
+    """mmcv's ``ConvModule`` initialisation: Kaiming (fan out, ReLU) conv, BN weight 1 bias 0
+    (Paddle's BN default already)."""
+    weight = layer._conv.weight  # [out, in, kh, kw]
+    kaiming_normal(layer._conv, fan=weight.shape[0] * weight.shape[2] * weight.shape[3])
+
+
+HEAD_STYLES = ("paddleseg", "mmseg")
+
+
+def _dropout(head_style: str, p: float = 0.1) -> nn.Layer:
+    """Element-wise dropout (PaddleSeg) or whole-channel dropout (MMSeg's ``Dropout2d``)."""
+    return nn.Dropout2D(p=p) if head_style == "mmseg" else nn.Dropout(p=p)
+
 
 class AuxHead(nn.Layer):
-    """FCN auxiliary head: 3x3 ConvBNReLU, dropout, 1x1 classifier (PaddleSeg's AuxLayer)."""
+    """FCN auxiliary head: 3x3 ConvBNReLU, dropout, 1x1 classifier (PaddleSeg's AuxLayer,
+    MMSeg's one-conv FCNHead with ``head_style="mmseg"``)."""
 
     def __init__(self, in_channels: int, inter_channels: int, num_classes: int,
-                 dropout_prob: float = 0.1) -> None:
+                 head_style: str = "paddleseg") -> None:
         super().__init__()
-        self.conv_bn_relu = ConvBNReLU(in_channels, inter_channels, 3, padding=1)
-        self.dropout = nn.Dropout(p=dropout_prob)
+        self.conv_bn_relu = ConvBNReLU(in_channels, inter_channels, 3, padding=1,
+                                       bias=head_style == "paddleseg")
+        self.dropout = _dropout(head_style)
         self.conv = nn.Conv2D(inter_channels, num_classes, 1)
+        if head_style == "mmseg":
+            init_conv_bn_as_mmcv(self.conv_bn_relu)
+            normal(self.conv, 0.01)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.conv(self.dropout(self.conv_bn_relu(x)))
@@ -86,24 +131,36 @@ class GCNetHead(nn.Layer):
     """GC head on ``features[backbone_indices[1]]``, auxiliary head on ``[backbone_indices[0]]``.
 
     Returns ``[main]`` or, in training with the auxiliary head enabled, ``[main, aux]`` logits
-    at feature resolution.
+    at feature resolution. ``head_style``: ``paddleseg`` or ``mmseg`` (see the module doc).
     """
 
     def __init__(self, num_classes: int, backbone_indices: Sequence[int],
                  backbone_channels: Sequence[int], gc_channels: int, ratio: float,
-                 enable_auxiliary_loss: bool = True) -> None:
+                 enable_auxiliary_loss: bool = True, head_style: str = "paddleseg") -> None:
         super().__init__()
         in_channels = backbone_channels[1]
+        bias = head_style == "paddleseg"
         self.backbone_indices = list(backbone_indices)
         self.enable_auxiliary_loss = enable_auxiliary_loss
-        self.conv_bn_relu1 = ConvBNReLU(in_channels, gc_channels, 3, padding=1)
+        self.conv_bn_relu1 = ConvBNReLU(in_channels, gc_channels, 3, padding=1, bias=bias)
         self.gc_block = GlobalContextBlock(gc_channels, ratio)
-        self.conv_bn_relu2 = ConvBNReLU(gc_channels, gc_channels, 3, padding=1)
-        self.conv_bn_relu3 = ConvBNReLU(in_channels + gc_channels, gc_channels, 3, padding=1)
-        self.dropout = nn.Dropout(p=0.1)
+        self.conv_bn_relu2 = ConvBNReLU(gc_channels, gc_channels, 3, padding=1, bias=bias)
+        self.conv_bn_relu3 = ConvBNReLU(in_channels + gc_channels, gc_channels, 3, padding=1,
+                                        bias=bias)
+        self.dropout = _dropout(head_style)
         self.conv = nn.Conv2D(gc_channels, num_classes, 1)
         if enable_auxiliary_loss:
-            self.auxlayer = AuxHead(backbone_channels[0], backbone_channels[0] // 4, num_classes)
+            self.auxlayer = AuxHead(backbone_channels[0], backbone_channels[0] // 4, num_classes,
+                                    head_style)
+        if head_style == "mmseg":
+            self._init_as_mmseg()
+
+    def _init_as_mmseg(self) -> None:
+        """MMSeg's initialisation of the GC head (the auxiliary head does its own)."""
+        for layer in (self.conv_bn_relu1, self.conv_bn_relu2, self.conv_bn_relu3):
+            init_conv_bn_as_mmcv(layer)
+        self.gc_block.init_as_mmcv()
+        normal(self.conv, 0.01)
 
     def forward(self, features: List[paddle.Tensor]) -> List[paddle.Tensor]:
         x = features[self.backbone_indices[1]]
@@ -123,6 +180,12 @@ def _check_indices(backbone_indices: Sequence[int], feat_channels: Sequence[int]
                           f"into the backbone's {n} feature maps, e.g. [2, 3]")
 
 
+def _check_head_style(head_style: str) -> None:
+    if head_style not in HEAD_STYLES:
+        raise ConfigError(f"model head_style={head_style!r}: expected one of "
+                          f"{', '.join(HEAD_STYLES)}")
+
+
 def _check_sizes(num_classes: int, gc_channels: int, ratio: float) -> None:
     """Sizes Paddle would only reject at the first forward ("filter at axis 0")."""
     for name, value in (("num_classes", num_classes), ("gc_channels", gc_channels)):
@@ -139,22 +202,26 @@ class GCNet(nn.Layer):
 
     ``forward(x)`` returns ``[main, aux]`` in training (``aux`` only with
     ``enable_auxiliary_loss``) and ``[main]`` in eval, each ``[N, num_classes, H, W]``.
-    ``pretrained`` is a whole-model checkpoint (file or URL) with PaddleSeg's keys.
+    ``pretrained`` is a whole-model checkpoint (file or URL) with PaddleSeg's keys, or an
+    MMSegmentation ``.pth`` (its keys are renamed). ``head_style``: ``paddleseg`` (default) or
+    ``mmseg`` (MMSeg's head: no conv biases, ``Dropout2D``, MMSeg's initialisation).
     """
 
     def __init__(self, num_classes: int, backbone: nn.Layer,
                  backbone_indices: Sequence[int] = (2, 3), gc_channels: int = 512,
                  ratio: float = 0.25, enable_auxiliary_loss: bool = True,
-                 align_corners: bool = False, pretrained: Optional[str] = None) -> None:
+                 align_corners: bool = False, pretrained: Optional[str] = None,
+                 head_style: str = "paddleseg") -> None:
         super().__init__()
         _check_indices(backbone_indices, backbone.feat_channels)
         _check_sizes(num_classes, gc_channels, ratio)
+        _check_head_style(head_style)
         self.num_classes = num_classes
         self.align_corners = align_corners
         self.backbone = backbone
         self.head = GCNetHead(num_classes, backbone_indices,
                               [backbone.feat_channels[i] for i in backbone_indices],
-                              gc_channels, ratio, enable_auxiliary_loss)
+                              gc_channels, ratio, enable_auxiliary_loss, head_style)
         if pretrained:
             load_weights(self, pretrained, what="model")
 

@@ -1,6 +1,6 @@
 """Where weights files come from: a local path (checked), a local archive or a URL.
 
-``pretrained:`` values may be URLs; they are downloaded once into ``$GCSEG_HOME/pretrained``
+``pretrained:`` values may be URLs or ``open-mmlab://NAME``; they are downloaded once into ``$GCSEG_HOME/pretrained``
 (default ``~/.cache/gcseg/pretrained``). Archives (PaddleSeg's ImageNet ``.tar.gz``, also
 ``.tgz``, ``.tar``, ``.zip``), downloaded or local, are unpacked there once.
 """
@@ -9,7 +9,6 @@ import http.client
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -18,9 +17,20 @@ from urllib.parse import urlparse
 
 from tqdm import tqdm
 
-from gcseg.errors import CheckpointError
+from gcseg.errors import CheckpointError, DownloadError
+from gcseg.staging import make_staging_dir
 
-WEIGHT_EXTENSIONS = (".pdparams", ".safetensors")
+WEIGHT_EXTENSIONS = (".pdparams", ".safetensors")  # what gcseg writes
+TORCH_EXTENSIONS = (".pth", ".pt")
+READABLE_EXTENSIONS = WEIGHT_EXTENSIONS + TORCH_EXTENSIONS
+# MMCV's ImageNet backbones by their open-mmlab:// names (mmengine's hub/openmmlab.json)
+OPENMMLAB_URLS = {
+    "resnet18_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet18_v1c-b5776b93.pth",
+    "resnet50_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth",
+    "resnet101_v1c":
+        "https://download.openmmlab.com/pretrain/third_party/resnet101_v1c-e67eebb6.pth",
+}
+_OPENMMLAB = "open-mmlab://"
 _ARCHIVE_EXTENSIONS = (".tar.gz", ".tgz", ".tar", ".zip")
 
 
@@ -43,9 +53,24 @@ def cache_dir() -> str:
     return os.path.join(home, "pretrained")
 
 
+def openmmlab_url(name: str) -> str:
+    """The download URL of ``open-mmlab://NAME`` (MMCV's ImageNet backbones)."""
+    model = name[len(_OPENMMLAB):]
+    if model not in OPENMMLAB_URLS:
+        raise CheckpointError(f"{name}: unknown open-mmlab model; expected one of "
+                              f"{', '.join(_OPENMMLAB + known for known in OPENMMLAB_URLS)}")
+    return OPENMMLAB_URLS[model]
+
+
 def resolve_pretrained(path_or_url: str) -> str:
     """Return a local weights file for a path (checked), a local archive (unpacked once into the
-    cache) or a URL (downloaded once, cached)."""
+    cache) or a URL or ``open-mmlab://NAME`` (downloaded once, cached)."""
+    if path_or_url.startswith(_OPENMMLAB):
+        url = openmmlab_url(path_or_url)
+        try:
+            return _resolve_url(url)
+        except CheckpointError as error:
+            raise CheckpointError(f"{path_or_url}: {error}") from None
     if urlparse(path_or_url).scheme in ("http", "https"):
         return _resolve_url(path_or_url)
     check_weights_file(path_or_url)
@@ -77,7 +102,7 @@ def _cache_entry(name: str, key: str) -> str:
 
 
 def _strip_archive_ext(name: str) -> str:
-    for ext in _ARCHIVE_EXTENSIONS + WEIGHT_EXTENSIONS:
+    for ext in _ARCHIVE_EXTENSIONS + READABLE_EXTENSIONS:
         if name.lower().endswith(ext):
             return name[:-len(ext)]
     return name
@@ -89,7 +114,7 @@ def _cached(target: str, fill: Callable[[str], None]) -> str:
     if os.path.isdir(target):
         return target
     os.makedirs(cache_dir(), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir())
+    staging = make_staging_dir(cache_dir(), ".tmp-")
     try:
         fill(staging)
         try:
@@ -125,9 +150,10 @@ def _fetch(url: str, file_path: str) -> None:
             reason = f"HTTP {exc.code} {exc.reason}"
         else:
             reason = getattr(exc, "reason", None) or exc
-        raise CheckpointError(
+        raise DownloadError(
             f"cannot download {url} ({reason}); fetch it on a machine with internet access "
-            f"and pass the local file via `pretrained: /path/to/model.pdparams`") from exc
+            f"and pass the local file via `pretrained: /path/to/{os.path.basename(file_path)}`"
+        ) from exc
 
 
 def _unpack(archive: str, destination: str, source: str) -> None:
@@ -191,11 +217,12 @@ def _unsafe_archive(source: str, reason: str) -> CheckpointError:
 def _find_weights(directory: str, source: str) -> str:
     """The weights file in a cache entry: ``model.pdparams`` if present, else the only one."""
     found = sorted(os.path.join(root, file) for root, _, files in os.walk(directory)
-                   for file in files if file.lower().endswith(WEIGHT_EXTENSIONS))
+                   for file in files if file.lower().endswith(READABLE_EXTENSIONS))
     preferred = [path for path in found if os.path.basename(path) == "model.pdparams"]
     if len(preferred) == 1:
         return preferred[0]
     if len(found) == 1:
         return found[0]
-    raise CheckpointError(f"{source}: expected one .pdparams/.safetensors file in it, found "
+    raise CheckpointError(f"{source}: expected one weights file "
+                          f"({', '.join(READABLE_EXTENSIONS)}) in it, found "
                           f"{len(found)} (cached in {directory})")

@@ -51,17 +51,22 @@ class VdShortcut(ConvBN):
 
 
 class BasicBlock(nn.Layer):
-    """Two 3x3 ConvBNs (ResNet-18/34); both use the block's dilation."""
+    """Two 3x3 ConvBNs (ResNet-18/34). The first carries the stride and the block's dilation;
+    the second is dilated too unless ``dilate_second`` is False (MMSeg's ResNet).
+
+    ``short`` projects the input to the output's shape; None keeps the identity.
+    """
 
     expansion = 1
 
     def __init__(self, in_channels: int, width: int, stride: int, dilation: int,
-                 project: bool) -> None:
+                 short: Optional[nn.Layer], dilate_second: bool = True) -> None:
         super().__init__()
         self.conv0 = ConvBNReLU(in_channels, width, 3, stride=stride, dilation=dilation,
                                 bias=False)
-        self.conv1 = ConvBN(width, width, 3, dilation=dilation, bias=False)
-        self.short = VdShortcut(in_channels, width, stride == 2) if project else None
+        self.conv1 = ConvBN(width, width, 3, dilation=dilation if dilate_second else 1,
+                            bias=False)
+        self.short = short
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         shortcut = x if self.short is None else self.short(x)
@@ -69,17 +74,20 @@ class BasicBlock(nn.Layer):
 
 
 class BottleneckBlock(nn.Layer):
-    """1x1 reduce, 3x3 (strided or dilated), 1x1 expand by 4 (ResNet-50 and deeper)."""
+    """1x1 reduce, 3x3 (strided or dilated), 1x1 expand by 4 (ResNet-50 and deeper).
+
+    ``short`` projects the input to the output's shape; None keeps the identity.
+    """
 
     expansion = 4
 
     def __init__(self, in_channels: int, width: int, stride: int, dilation: int,
-                 project: bool) -> None:
+                 short: Optional[nn.Layer]) -> None:
         super().__init__()
         self.conv0 = ConvBNReLU(in_channels, width, 1, bias=False)
         self.conv1 = ConvBNReLU(width, width, 3, stride=stride, dilation=dilation, bias=False)
         self.conv2 = ConvBN(width, width * 4, 1, bias=False)
-        self.short = VdShortcut(in_channels, width * 4, stride == 2) if project else None
+        self.short = short
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         shortcut = x if self.short is None else self.short(x)
@@ -98,46 +106,16 @@ def _check_args(layers: int, output_stride: int, multi_grid: Sequence[int]) -> N
                           f"positive ints (one dilation factor per block of stage 4)")
 
 
-class ResNet_vd(nn.Layer):
-    """ResNet-vd returning the four stage features ``[c1, c2, c3, c4]``.
+class DeepStemResNet(nn.Layer):
+    """The deep 3x3 stem (3 -> 32 -> 32 -> 64, then a 3x3 max-pool) and the forward over
+    ``self.stages`` (lists of blocks) that ResNet-vd and ResNetV1c share."""
 
-    Args:
-        layers: 18, 34, 50, 101 or 152.
-        output_stride: 8, 16 or 32 (input size / size of ``c4``).
-        multi_grid: dilation factors of the blocks of stage 4.
-        in_channels: channels of the input image.
-        pretrained: local file or URL of ImageNet weights (keys as PaddleSeg's backbone).
-    """
-
-    def __init__(self, layers: int = 50, output_stride: int = 8,
-                 multi_grid: Sequence[int] = (1, 1, 1), in_channels: int = 3,
-                 pretrained: Optional[str] = None) -> None:
+    def __init__(self, in_channels: int) -> None:
         super().__init__()
-        _check_args(layers, output_stride, multi_grid)
-        depths, bottleneck = _DEPTHS[layers]
-        block_type = BottleneckBlock if bottleneck else BasicBlock
-        self.feat_channels = [w * block_type.expansion for w in _STAGE_WIDTHS]
-
         self.conv1_1 = ConvBNReLU(in_channels, 32, 3, stride=2, bias=False)
         self.conv1_2 = ConvBNReLU(32, 32, 3, bias=False)
         self.conv1_3 = ConvBNReLU(32, 64, 3, bias=False)
-
         self.stages: List[List[nn.Layer]] = []
-        channels = 64
-        for stage, (num_blocks, width) in enumerate(zip(depths, _STAGE_WIDTHS)):
-            stage_dilation = _STAGE_DILATIONS[output_stride][stage]
-            blocks = []
-            for i in range(num_blocks):
-                dilation = stage_dilation * (multi_grid[i] if stage == 3 else 1)
-                downsample = i == 0 and stage > 0 and stage_dilation == 1
-                block = block_type(channels, width, stride=2 if downsample else 1,
-                                   dilation=dilation, project=i == 0)
-                blocks.append(self.add_sublayer(f"bb_{stage}_{i}", block))
-                channels = width * block_type.expansion
-            self.stages.append(blocks)
-
-        if pretrained:
-            load_weights(self, pretrained, what="backbone")
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         x = self.conv1_3(self.conv1_2(self.conv1_1(x)))
@@ -148,6 +126,47 @@ class ResNet_vd(nn.Layer):
                 x = block(x)
             features.append(x)
         return features
+
+
+class ResNet_vd(DeepStemResNet):
+    """ResNet-vd returning the four stage features ``[c1, c2, c3, c4]``.
+
+    Args:
+        layers: 18, 34, 50, 101 or 152.
+        output_stride: 8, 16 or 32 (input size / size of ``c4``).
+        multi_grid: dilation factors of the blocks of stage 4.
+        in_channels: channels of the input image.
+        pretrained: local file or URL of ImageNet weights (keys as PaddleSeg's backbone).
+    """
+
+    mmseg_layout = False  # MMSeg's ResNetV1c weights fit the keys, not the network
+
+    def __init__(self, layers: int = 50, output_stride: int = 8,
+                 multi_grid: Sequence[int] = (1, 1, 1), in_channels: int = 3,
+                 pretrained: Optional[str] = None) -> None:
+        _check_args(layers, output_stride, multi_grid)
+        super().__init__(in_channels)
+        depths, bottleneck = _DEPTHS[layers]
+        block_type = BottleneckBlock if bottleneck else BasicBlock
+        self.feat_channels = [w * block_type.expansion for w in _STAGE_WIDTHS]
+
+        channels = 64
+        for stage, (num_blocks, width) in enumerate(zip(depths, _STAGE_WIDTHS)):
+            stage_dilation = _STAGE_DILATIONS[output_stride][stage]
+            blocks = []
+            for i in range(num_blocks):
+                dilation = stage_dilation * (multi_grid[i] if stage == 3 else 1)
+                downsample = i == 0 and stage > 0 and stage_dilation == 1
+                short = (VdShortcut(channels, width * block_type.expansion, downsample)
+                         if i == 0 else None)
+                block = block_type(channels, width, stride=2 if downsample else 1,
+                                   dilation=dilation, short=short)
+                blocks.append(self.add_sublayer(f"bb_{stage}_{i}", block))
+                channels = width * block_type.expansion
+            self.stages.append(blocks)
+
+        if pretrained:
+            load_weights(self, pretrained, what="backbone")
 
 
 @BACKBONES.register
@@ -180,13 +199,14 @@ def ResNet152_vd(**kwargs: Any) -> ResNet_vd:
     return ResNet_vd(layers=152, **kwargs)
 
 
-def _depth_variant_signature() -> inspect.Signature:
-    """ResNet_vd's arguments without ``layers``: what a config may pass to ``ResNet50_vd``."""
-    params = [p for name, p in inspect.signature(ResNet_vd.__init__).parameters.items()
+def depth_variant_signature(backbone_class: type) -> inspect.Signature:
+    """``backbone_class``'s arguments without ``layers``: what a config may pass to a depth
+    variant such as ``ResNet50_vd``."""
+    params = [p for name, p in inspect.signature(backbone_class.__init__).parameters.items()
               if name not in ("self", "layers")]
     return inspect.Signature([p.replace(kind=p.KEYWORD_ONLY) for p in params])
 
 
 # Lets the config checker reject misspelt or mistyped backbone arguments by name.
 for _variant in (ResNet18_vd, ResNet34_vd, ResNet50_vd, ResNet101_vd, ResNet152_vd):
-    _variant.__signature__ = _depth_variant_signature()
+    _variant.__signature__ = depth_variant_signature(ResNet_vd)

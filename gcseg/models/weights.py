@@ -1,7 +1,10 @@
 """The one place that reads and writes model weights and fits them into a model.
 
 Formats are chosen by extension: ``.pdparams`` (Paddle's pickle, PaddleSeg's checkpoints) and
-``.safetensors``. Where the file comes from (a path, an archive, a URL) is :mod:`gcseg.models.hub`.
+``.safetensors``; ``.pth`` / ``.pt`` (PyTorch checkpoints: MMSegmentation's models, MMCV's ImageNet
+backbones) are read without torch (:mod:`gcseg.models.torch_checkpoint`) and their keys renamed
+(:mod:`gcseg.models.mmseg_keys`). Where the file comes from (a path, an archive, a URL,
+``open-mmlab://NAME``) is :mod:`gcseg.models.hub`.
 
 A ``.pdparams`` file is a Python pickle, and unpickling can run arbitrary code. Every weights file
 is read with a restricted unpickler that rebuilds numpy arrays and plain containers only and
@@ -11,7 +14,6 @@ reads with ``paddle.load`` instead, for files one trusts that the restricted rea
 import logging
 import os
 import pickle
-import tempfile
 from typing import Any, Dict, List, Mapping, Union
 
 import numpy as np
@@ -20,7 +22,11 @@ import paddle.nn as nn
 from safetensors.numpy import load_file, save_file
 
 from gcseg.errors import CheckpointError, UsageError
-from gcseg.models.hub import WEIGHT_EXTENSIONS, check_weights_file, resolve_pretrained
+from gcseg.models.hub import (READABLE_EXTENSIONS, TORCH_EXTENSIONS, WEIGHT_EXTENSIONS,
+                              check_weights_file, resolve_pretrained)
+from gcseg.models.mmseg_keys import mmseg_to_gcseg
+from gcseg.models.torch_checkpoint import torch_state_dict
+from gcseg.staging import staging_path
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +57,11 @@ class ArraysOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _extension(path: str) -> str:
+def _extension(path: str, allowed: tuple = WEIGHT_EXTENSIONS) -> str:
     ext = os.path.splitext(path)[1].lower()
-    if ext not in WEIGHT_EXTENSIONS:
+    if ext not in allowed:
         raise CheckpointError(f"{path}: unsupported weights format '{ext}'; expected "
-                              f"{' or '.join(WEIGHT_EXTENSIONS)}")
+                              f"{', '.join(allowed)}")
     return ext
 
 
@@ -73,14 +79,18 @@ def _read_raw(path: str, ext: str, trust_pickle: bool) -> Any:
 
 
 def load_state_dict_file(path: str, *, trust_pickle: bool = False) -> Dict[str, np.ndarray]:
-    """Read a ``.pdparams`` or ``.safetensors`` file into ``{key: array}``.
+    """Read a ``.pdparams``, ``.safetensors`` or torch ``.pth``/``.pt`` file into
+    ``{key: array}`` with gcseg's keys.
 
     Entries that are not arrays (old Paddle files carry a ``StructuredToParameterName@@``
-    table) are dropped. ``trust_pickle``: read ``.pdparams`` with ``paddle.load``, which runs
-    any code the pickle holds.
+    table) are dropped. Torch files are read without torch or running pickle code, and
+    MMSeg/MMCV keys are renamed. ``trust_pickle``: read ``.pdparams`` with ``paddle.load``,
+    which runs any code the pickle holds.
     """
     check_weights_file(path)
-    ext = _extension(path)
+    ext = _extension(path, READABLE_EXTENSIONS)
+    if ext in TORCH_EXTENSIONS:
+        return mmseg_to_gcseg(torch_state_dict(path))
     try:
         raw = _read_raw(path, ext, trust_pickle)
     except CheckpointError:
@@ -104,8 +114,7 @@ def save_weights(state_dict_or_layer: Union[nn.Layer, Mapping], path: str) -> No
              else state_dict_or_layer)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=directory)
-    os.close(fd)
+    tmp = staging_path(directory, ".tmp-", ext)
     try:
         if ext == ".safetensors":
             save_file({k: np.ascontiguousarray(_to_numpy(v)) for k, v in state.items()}, tmp)
@@ -156,8 +165,10 @@ def _check_keys(layer: nn.Layer, state: Mapping[str, np.ndarray],
                               f"{_first(mismatched)}")
     missing = [key for key in model_state if key not in state]
     if missing:
+        hint = (" (MMSeg checkpoints need a ResNet*_v1c backbone and head_style: mmseg)"
+                if source.lower().endswith(TORCH_EXTENSIONS) else "")
         raise CheckpointError(f"{source}: {len(missing)} {what} tensors are missing from the "
-                              f"checkpoint: {_first(missing)}")
+                              f"checkpoint: {_first(missing)}{hint}")
     unexpected = [key for key in state if key not in model_state]
     if unexpected and what == "model":
         raise CheckpointError(f"{source}: {len(unexpected)} checkpoint tensors do not belong "
@@ -178,6 +189,8 @@ def load_weights(layer: nn.Layer, path_or_url: str, *, what: str = "model",
     if what not in ("model", "backbone"):
         raise ValueError(f"what must be 'model' or 'backbone', got {what!r}")
     path = resolve_pretrained(path_or_url)
+    if path.lower().endswith(TORCH_EXTENSIONS):
+        _check_mmseg_backbone(layer, path)
     state = load_state_dict_file(path, trust_pickle=trust_pickle)
     if what == "backbone":
         state = _strip_backbone_prefix(state)
@@ -186,6 +199,15 @@ def load_weights(layer: nn.Layer, path_or_url: str, *, what: str = "model",
     layer.set_state_dict({key: state[key].astype(_numpy_dtype(tensor), copy=False)
                           for key, tensor in model_state.items()})
     logger.info("loaded %d tensors into the %s from %s", len(model_state), what, path)
+
+
+def _check_mmseg_backbone(layer: nn.Layer, source: str) -> None:
+    """MMSeg's ResNetV1c weights fit ResNet-vd's keys and shapes but not its computation
+    (shortcut pooling, dilations): refuse them there instead of giving wrong outputs."""
+    backbone = getattr(layer, "backbone", layer)
+    if getattr(backbone, "mmseg_layout", True) is False:
+        raise CheckpointError(f"{source}: MMSeg/MMCV weights need a ResNet*_v1c backbone, not "
+                              f"{type(backbone).__name__} (same keys, different network)")
 
 
 def _numpy_dtype(tensor: paddle.Tensor) -> np.dtype:
@@ -211,9 +233,9 @@ def convert_weights(source: str, out: str, *, force: bool = False,
                     trust_pickle: bool = False) -> int:
     """Write ``source``'s tensors to ``out`` (formats by extension); returns how many. ``out`` is
     read back and compared tensor by tensor, and removed if it differs."""
-    for path in (source, out):
-        if not path.lower().endswith(WEIGHT_EXTENSIONS):
-            raise UsageError(f"{path}: expected a {' or '.join(WEIGHT_EXTENSIONS)} file name")
+    for path, allowed in ((source, READABLE_EXTENSIONS), (out, WEIGHT_EXTENSIONS)):
+        if not path.lower().endswith(allowed):
+            raise UsageError(f"{path}: expected a {', '.join(allowed)} file name")
     if os.path.abspath(source) == os.path.abspath(out):
         raise UsageError(f"{out}: the output is the input")
     if os.path.exists(out) and not force:

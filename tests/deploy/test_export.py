@@ -20,7 +20,7 @@ from gcseg.deploy.runtime import DeployedModel, create_predictor
 from gcseg.models import GCNet, ResNet18_vd
 from gcseg.models.layers import resize
 from gcseg.models.resize import deploy_resize_mode, matmul_resize
-from conftest import ROOT
+from conftest import ROOT, run_predictor
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
@@ -68,14 +68,6 @@ def exported_logits(small_gcnet, tmp_path_factory):
     return save_dir
 
 
-def _run(predictor, batch: np.ndarray) -> np.ndarray:
-    handle = predictor.get_input_handle(predictor.get_input_names()[0])
-    handle.reshape(list(batch.shape))
-    handle.copy_from_cpu(batch)
-    predictor.run()
-    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
-
-
 def test_default_paddle_inference_matches_dygraph(small_gcnet, exported_logits):
     from paddle import inference
     deploy = yaml.safe_load((exported_logits / "deploy.yml").read_text())["Deploy"]
@@ -88,7 +80,7 @@ def test_default_paddle_inference_matches_dygraph(small_gcnet, exported_logits):
     for shape in [(1, 3, 64, 96), (2, 3, 71, 53)]:  # one dynamic-shape program, odd size too
         batch = rng.standard_normal(shape).astype(np.float32)
         expected = small_gcnet(paddle.to_tensor(batch))[0].numpy()
-        actual = _run(predictor, batch)
+        actual = run_predictor(predictor, batch)
         assert actual.shape == expected.shape
         assert np.abs(actual - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
 
@@ -128,6 +120,6 @@ def test_argmax_export_and_infer_script_write_label_pngs(small_gcnet, tmp_path):
 
 def test_onednn_off_fallback_gives_the_same_logits(exported_logits):
     batch = np.random.default_rng(2).standard_normal((1, 3, 40, 56)).astype(np.float32)
-    on = _run(create_predictor(str(exported_logits)), batch)
-    off = _run(create_predictor(str(exported_logits), use_onednn=False), batch)
+    on = run_predictor(create_predictor(str(exported_logits)), batch)
+    off = run_predictor(create_predictor(str(exported_logits), use_onednn=False), batch)
     assert np.abs(on - off).max() <= 1e-4 * max(1.0, np.abs(off).max())

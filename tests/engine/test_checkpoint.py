@@ -6,6 +6,7 @@ import pickle
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import paddle
@@ -66,6 +67,32 @@ def test_a_save_killed_between_its_renames_is_undone_by_the_next_checkpointer(tm
     checkpointer = Checkpointer(str(tmp_path), model, optimizer)
     assert os.listdir(tmp_path) == ["best_model"]
     assert checkpointer.best() == {"iter": 10, "mIoU": 0.5}
+
+
+@pytest.mark.parametrize("umask, dir_mode, file_mode", [(0o022, 0o755, 0o644),
+                                                         (0o027, 0o750, 0o640),
+                                                         (0o002, 0o775, 0o664)])
+def test_checkpoint_directories_and_files_honour_the_umask(tmp_path, umask, dir_mode, file_mode):
+    """iter_N/ and best_model/ are staged under another name and renamed into place; their mode
+    is the umask's, as for every other file of the run (a teammate or a server can read them),
+    and so is the mode of weights written by save_weights."""
+    from gcseg.models.weights import save_weights
+    model, optimizer, _ = make_parts()
+    previous = os.umask(umask)
+    try:
+        checkpointer = Checkpointer(str(tmp_path / "run"), model, optimizer)
+        written = [checkpointer.save(10, {}), checkpointer.save(20, {})]
+        checkpointer.save_best(20, 0.5)
+        checkpointer.save_best(30, 0.6)  # replaces best_model
+        save_weights(model, str(tmp_path / "converted.pdparams"))
+    finally:
+        os.umask(previous)
+    directories = [Path(path) for path in written] + [tmp_path / "run" / "best_model"]
+    for directory in directories:
+        assert directory.stat().st_mode & 0o777 == dir_mode, directory
+        for file in directory.iterdir():
+            assert file.stat().st_mode & 0o777 == file_mode, file
+    assert (tmp_path / "converted.pdparams").stat().st_mode & 0o777 == file_mode
 
 
 def test_weights_holding_nan_are_never_saved(tmp_path):

@@ -1,7 +1,8 @@
 """gcseg's default evaluation path end to end against PaddleSeg 2.8 (the oracle): ``infer_logits``
-through ``inference_forward(model)`` (the ``auto`` engine: Paddle Inference with the BN-folded
-export on this CPU) on a small GCNet, and PaddleSeg's ``aug_inference`` / ``inference`` on its
-own GCNet holding the same weights, on an odd-sized image with a resize and padding to undo."""
+through each engine ``auto`` chooses from on a CPU (Paddle Inference and ONNX Runtime, both
+running the BN-folded export) on a small GCNet, and PaddleSeg's ``aug_inference`` /
+``inference`` on its own GCNet holding the same weights, on an odd-sized image with a resize and
+padding to undo."""
 import numpy as np
 import paddle
 import pytest
@@ -41,10 +42,13 @@ def image():
     return paddle.to_tensor(rng.standard_normal(IMAGE_SHAPE).astype("float32"))
 
 
-@pytest.fixture(scope="module")
-def evaluation_forward(gcnet_and_twin):
-    forward = inference_forward(gcnet_and_twin[0])
-    assert backend_name(forward) == "predictor"  # what evaluate() picks on a CPU
+@pytest.fixture(scope="module", params=["predictor", "onnxruntime"])
+def evaluation_forward(request, gcnet_and_twin):
+    if request.param == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("paddle2onnx")
+    forward = inference_forward(gcnet_and_twin[0], request.param)
+    assert backend_name(forward) == request.param
     return forward
 
 

@@ -58,7 +58,11 @@ def test_report_table_json_and_png(tmp_path, capsys):
     results = evaluate(model, TinyDataset(), InferenceSettings(flip_horizontal=True, aug_eval=True),
                        save_dir=str(tmp_path), config_path="c.yml", model_path="m.pdparams")
     output = capsys.readouterr().out
-    rows = {line.split()[0]: line.split()[1:] for line in output.splitlines()[1:6]}
+    lines = output.splitlines()
+    assert lines[0] == ("[EVAL] test-time augmentation: scales 1.0; flips: none, horizontal "
+                        "(2 views per image, logits averaged)")
+    header = next(i for i, line in enumerate(lines) if line.startswith("Class"))
+    rows = {line.split()[0]: line.split()[1:] for line in lines[header + 1:header + 6]}
     assert rows["unused"] == ["-", "-", "-", "-"]
     assert rows["road"][0] == f"{results['class_IoU'][0]:.4f}"
     assert results["mIoU"] == pytest.approx(np.mean(results["class_IoU"][:4]))

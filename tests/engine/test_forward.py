@@ -1,9 +1,11 @@
 """The evaluation engine: the Paddle Inference predictor computes the unfused dygraph logits
-(within 1e-4 relative), and ``auto`` falls back to dygraph where the predictor cannot run."""
+(within 1e-4 relative), and ``auto`` falls back to dygraph where no compiled engine can run.
+(ONNX Runtime and how ``auto`` chooses between compiled backends: deploy/test_onnx.py.)"""
 import numpy as np
 import paddle
 import pytest
 
+from gcseg.engine import forward
 from gcseg.engine.evaluator import evaluate
 from gcseg.engine.forward import (backend_name, compile_for_inference, inference_forward,
                                   max_relative_difference)
@@ -24,15 +26,6 @@ class HostRoundTripNet(paddle.nn.Layer):
         return [paddle.to_tensor(np.ascontiguousarray(self.conv(images).numpy()))]
 
 
-@pytest.fixture(scope="module")
-def gcnet():
-    paddle.seed(0)
-    model = GCNet(5, ResNet18_vd(output_stride=8), gc_channels=32)
-    randomise_batchnorm_statistics(model)
-    model.eval()
-    return model
-
-
 @pytest.mark.parametrize("shape", [(1, 3, 64, 96), (2, 3, 71, 53)])
 def test_predictor_equals_unfused_dygraph(gcnet, shape):
     compiled = compile_for_inference(gcnet)
@@ -44,9 +37,12 @@ def test_predictor_equals_unfused_dygraph(gcnet, shape):
     assert max_relative_difference(logits.numpy(), expected) < 1e-4
 
 
-def test_auto_picks_the_predictor_and_leaves_the_model_alone(gcnet):
+COMPILED_BACKENDS = ("predictor", "onnxruntime")  # auto's choice on a CPU (by speed)
+
+
+def test_auto_picks_a_compiled_engine_and_leaves_the_model_alone(gcnet):
     keys = {k: v.numpy().copy() for k, v in gcnet.state_dict().items()}
-    assert backend_name(inference_forward(gcnet)) == "predictor"
+    assert backend_name(inference_forward(gcnet)) in COMPILED_BACKENDS
     assert backend_name(inference_forward(gcnet, "dygraph")) == "dygraph"
     assert all(np.array_equal(keys[k], v.numpy()) for k, v in gcnet.state_dict().items())
 
@@ -70,10 +66,12 @@ def test_predictor_runs_on_the_device_paddle_computes_on(gcnet, monkeypatch, dev
     assert backend_name(inference_forward(gcnet, "predictor")) == "predictor"
     options = created_with[-1]  # create_predictor's defaults where not given
     assert (options.get("use_gpu", False), options.get("gpu_id", 0)) == (use_gpu, gpu_id)
-    assert backend_name(inference_forward(gcnet)) == ("dygraph" if use_gpu else "predictor")
+    assert backend_name(inference_forward(gcnet)) in (("dygraph",) if use_gpu
+                                                      else COMPILED_BACKENDS)
 
 
-def test_auto_falls_back_to_dygraph_when_the_predictor_cannot_run(capsys):
+def test_auto_falls_back_to_dygraph_when_the_predictor_cannot_run(capsys, monkeypatch):
+    monkeypatch.setattr(forward, "_AUTO_CHOICE", {})  # decided anew, as in a new process
     model = HostRoundTripNet()
     model.eval()
     assert backend_name(inference_forward(model)) == "dygraph"
@@ -109,3 +107,19 @@ def test_evaluate_gives_the_same_metrics_with_both_engines(gcnet):
     assert results["dygraph"]["engine"] == "dygraph"
     np.testing.assert_array_equal(results["predictor"]["confusion_matrix"],
                                   results["dygraph"]["confusion_matrix"])
+
+
+def test_evaluate_can_release_the_model_once_the_predictor_holds_its_weights():
+    """val.py's memory saving: the same metrics, and the dygraph weights freed only when the
+    predictor runs (the dygraph fallback still needs them)."""
+    paddle.seed(0)
+    model = GCNet(5, ResNet18_vd(output_stride=8), gc_channels=32)
+    randomise_batchnorm_statistics(model)
+    model.eval()
+    dataset = TinyDataset(num_images=2)
+    kept = evaluate(model, dataset, print_detail=False)
+    assert all(parameter._is_initialized() for parameter in model.parameters())
+    released = evaluate(model, dataset, print_detail=False, release_model=True)
+    np.testing.assert_array_equal(kept["confusion_matrix"], released["confusion_matrix"])
+    freed = [not parameter._is_initialized() for parameter in model.parameters()]
+    assert all(freed) if released["engine"] != "dygraph" else not any(freed)

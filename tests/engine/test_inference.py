@@ -61,12 +61,15 @@ def test_multiscale_flip_slide_equals_paddleseg(model, image):
     assert_close(infer_logits(model, image, settings, TRANS_INFO), expected)
 
 
-def test_probability_average_softmaxes_each_view_at_the_label_resolution(model, image):
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_probability_average_softmaxes_each_view_at_the_label_resolution(model, image,
+                                                                        align_corners):
     """MMSegmentation's order: each view's logits flipped back, resized to the input, mapped
     back through trans_info (crop the padding, resize to the original), and only then
-    softmaxed; the probabilities are averaged."""
+    softmaxed; the probabilities are averaged. The logits' resizes use ``align_corners``
+    (MMSeg: its model's), the image's own rescaling does not."""
     settings = InferenceSettings(aug_eval=True, scales=[0.5, 1.0], flip_horizontal=True,
-                                 tta_average="probs")
+                                 tta_average="probs", align_corners=align_corners)
     views = []
     for scale in (0.5, 1.0):
         size = [int(37 * scale + 0.5), int(53 * scale + 0.5)]
@@ -75,13 +78,24 @@ def test_probability_average_softmaxes_each_view_at_the_label_resolution(model, 
             x = scaled[:, :, :, ::-1] if flipped else scaled
             logit = model(x)[0]
             logit = logit[:, :, :, ::-1] if flipped else logit
-            logit = F.interpolate(logit, [37, 53], mode="bilinear")[:, :, :37, :50]
-            logit = F.interpolate(logit, [45, 61], mode="bilinear")
+            logit = F.interpolate(logit, [37, 53], mode="bilinear",
+                                  align_corners=align_corners)[:, :, :37, :50]
+            logit = F.interpolate(logit, [45, 61], mode="bilinear", align_corners=align_corners)
             views.append(F.softmax(logit, axis=1))
     probs = infer_logits(model, image, settings, TRANS_INFO)
     assert probs.shape == [1, TINY_NUM_CLASSES, 45, 61]
     np.testing.assert_allclose(probs.numpy(), paddle.stack(views).mean(0).numpy(), atol=1e-6)
     np.testing.assert_allclose(probs.sum(axis=1).numpy(), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("views", [dict(), dict(aug_eval=True, scales=[1.0])])
+def test_one_view_keeps_its_logits_under_probs_averaging(model, image, views):
+    """MMSeg's rows set ``tta_average: probs`` for ms+flip; without TTA (or with one view)
+    nothing is averaged and the output is the logits, as MMSeg's inference returns them."""
+    _, expected = oracle.inference(model, image, trans_info=TRANS_INFO)
+    settings = InferenceSettings(tta_average="probs", **views)
+    assert not settings.averages_probs
+    assert_close(infer_logits(model, image, settings, TRANS_INFO), expected)
 
 
 class MirrorSymmetricNet(nn.Layer):

@@ -6,7 +6,7 @@ import pytest
 from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cityscapes_eval
 from cityscapesscripts.helpers.labels import trainId2label
 
-from gcseg.engine.metrics import ConfusionMatrix, metrics_from_confusion
+from gcseg.engine.metrics import ConfusionMatrix, RocAuc, metrics_from_confusion
 
 # rows: label, columns: prediction. Class 3 is in neither (zero union).
 MATRIX = np.array([[50, 2, 3, 0],
@@ -101,3 +101,65 @@ def test_class_iou_equals_official_cityscapes_evaluator(tmp_path, classes):
     np.testing.assert_allclose(ours, official, rtol=1e-12)  # NaN where the evaluator has NaN
     assert result["mIoU"] == pytest.approx(np.nanmean(official), rel=1e-12)
     assert result["num_classes_averaged"] == len(classes)
+
+
+# ----------------------------------------------------------------------------- AUC-ROC
+def _softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return exp / exp.sum(axis=axis, keepdims=True)
+
+
+def _informative_probs(rng, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[N, K, H, W]`` probabilities that favour the label (an imperfect classifier)."""
+    logits = rng.normal(size=(labels.shape[0], num_classes) + labels.shape[1:])
+    logits += 1.5 * (np.arange(num_classes)[None, :, None, None] == labels[:, None])
+    return _softmax(logits).astype(np.float32)
+
+
+def _roc_auc(labels: np.ndarray, probs: np.ndarray, num_classes: int, **kwargs) -> float:
+    roc = RocAuc(num_classes, **kwargs)
+    for label, prob in zip(labels, probs):
+        roc.update(paddle.to_tensor(label), paddle.to_tensor(prob[None]))
+    return roc.compute()
+
+
+def test_roc_auc_of_a_hand_counted_case():
+    """Class 1's pixels score 0.4 and 0.9, the others 0.1 and 0.6: 3 of 4 pairs in order; class
+    0 (scores 1 - p) is the mirror image, also 3/4."""
+    labels = np.array([[[0, 0, 1, 1]]])
+    p1 = np.array([0.1, 0.6, 0.4, 0.9], dtype=np.float32)
+    probs = np.stack([1 - p1, p1])[None, :, None, :]  # [1, 2, 1, 4]
+    assert _roc_auc(labels, probs, 2) == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("num_classes", [2, 4])
+def test_roc_auc_equals_paddleseg_s_auc_roc(num_classes):
+    """PaddleSeg 2.8's ``metrics.auc_roc`` (scikit-learn's one-vs-rest roc_auc_score) over all
+    pixels, against ours accumulated image by image in histograms."""
+    oracle = pytest.importorskip("paddleseg.utils.metrics")
+    rng = np.random.default_rng(num_classes)
+    labels = rng.integers(0, num_classes, size=(3, 17, 23))
+    probs = _informative_probs(rng, labels, num_classes)
+    expected = oracle.auc_roc(probs, labels[:, None], num_classes=num_classes)
+    assert 0.6 < expected < 0.95  # neither chance nor perfect: the test could fail
+    assert _roc_auc(labels, probs, num_classes) == pytest.approx(expected, abs=1e-4)
+
+
+def test_roc_auc_leaves_out_ignored_pixels_and_classes_without_pixels():
+    """PaddleSeg fails on ignored pixels; here they are left out, and a class that no pixel has
+    (class 3) has no AUC and is left out of the mean."""
+    oracle = pytest.importorskip("paddleseg.utils.metrics")
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 3, size=(2, 19, 13))
+    probs = _informative_probs(rng, labels, 4)
+    labels[rng.random(labels.shape) < 0.1] = 255
+    valid = labels != 255
+    valid_labels = labels[valid]  # [P]
+    valid_probs = np.moveaxis(probs, 1, -1)[valid][:, :3]  # [P, 3]: classes 0-2 only
+    per_class = []
+    for index in range(3):  # class ``index`` against the rest, as PaddleSeg's two-class case
+        score = valid_probs[:, index]
+        binary_probs = np.stack([1 - score, score])[None, :, None, :]  # [1, 2, 1, P]
+        binary_labels = (valid_labels == index).astype(np.int64)[None, None, None, :]
+        per_class.append(oracle.auc_roc(binary_probs, binary_labels, num_classes=2))
+    assert _roc_auc(labels, probs, 4) == pytest.approx(np.mean(per_class), abs=1e-4)

@@ -5,26 +5,13 @@ import sys
 
 import cv2
 import numpy as np
-import paddle
 from PIL import Image
 
 from gcseg.config import Config
 from gcseg.data.palettes import CITYSCAPES_COLORS
-from gcseg.engine.inference import InferenceSettings, infer_logits
+from gcseg.engine.inference import InferenceSettings
 from gcseg.engine.predict import collect_images, output_name, predict_from_config
-from gcseg.models.weights import load_weights
-from conftest import ROOT, write_run
-
-
-def expected_prediction(config_path, model_path, image_path):
-    cfg = Config(config_path)
-    model, dataset = cfg.model, cfg.val_dataset
-    load_weights(model, str(model_path))
-    model.eval()
-    data = dataset.transforms({"img": str(image_path), "trans_info": []})
-    settings = InferenceSettings(aug_eval=True, flip_horizontal=True)
-    logits = infer_logits(model, paddle.to_tensor(data["img"][None]), settings, data["trans_info"])
-    return logits.argmax(axis=1)[0].numpy()
+from conftest import ROOT, expected_prediction, write_run
 
 
 def test_predict_writes_outputs_and_skips_bad_images(tmp_path):
@@ -43,7 +30,10 @@ def test_predict_writes_outputs_and_skips_bad_images(tmp_path):
                           "--aug_eval", "--flip_horizontal"],
                          capture_output=True, text=True, timeout=120)
 
-    assert run.returncode == 1
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"error: 2 of 4 images could not be predicted and were skipped; the first: {missing}: "
+        "cannot read image (no such file)")
     assert f"{missing}: cannot read image (no such file)" in run.stdout + run.stderr
     assert f"{corrupt}: cannot read image (not a readable image)" in run.stdout + run.stderr
     assert "predicted 2/4 images" in run.stdout

@@ -1,14 +1,11 @@
 """Weights files: round trips, fitting checks with readable messages, the download cache."""
 import datetime
-import functools
-import http.server
 import io
 import logging
 import os
 import pickle
 import socket
 import tarfile
-import threading
 import zipfile
 
 import numpy as np
@@ -190,31 +187,6 @@ def zip_bytes(state):
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("resnet_test/model.pdparams", pdparams_bytes(state))
     return archive.getvalue()
-
-
-@pytest.fixture
-def http_root(tmp_path, monkeypatch):
-    """Serve ``tmp_path/www`` on 127.0.0.1; yields (directory, base URL, list of paths served)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    served = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self):
-            served.append(self.path)
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("GCSEG_HOME", str(tmp_path / "home"))
-    yield root, f"http://127.0.0.1:{server.server_address[1]}", served
-    server.shutdown()
-    server.server_close()
 
 
 def test_download_unpacks_archive_once_into_cache(http_root, tmp_path):
