@@ -27,6 +27,8 @@ from conftest import ROOT, SCRIPTS, write_tiny_config
 
 RUN_TIMEOUT = 240  # a hang fails here; a healthy run takes seconds
 HINT = "scripts/check_dataset.py"
+# runs a script with some samples sleeping (a child process of its own, without conftest)
+SLOW_SAMPLES = ROOT / "tests" / "slow_samples.py"
 SEED = 7  # the tiny training config's seed (conftest)
 
 
@@ -247,7 +249,7 @@ def start_stuck(slow: str, script: str, *args, ready: str) -> tuple:
     """``script`` with every sample whose image path contains ``slow`` sleeping for an hour.
     Returns (process, stderr lines so far) once a stderr line holds ``ready``."""
     process = subprocess.Popen(
-        [sys.executable, __file__, slow, str(SCRIPTS / script), *map(str, args)],
+        [sys.executable, str(SLOW_SAMPLES), slow, str(SCRIPTS / script), *map(str, args)],
         stderr=subprocess.PIPE, text=True,
         env={key: value for key, value in os.environ.items() if key != "GCSEG_DEBUG"})
     lines = []
@@ -355,25 +357,3 @@ def test_a_second_ctrl_c_ends_the_process_at_once(tmp_path):
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 128 + signal.SIGINT
     assert stdout == "" and stderr == "interrupted (second Ctrl-C)\n"
-
-
-def run_with_slow_samples(slow: str, script: str) -> None:
-    """Run ``script`` (argv after it) with every sample whose image path contains ``slow``
-    sleeping for an hour in ``__getitem__`` (inherited by forked loader workers)."""
-    import runpy
-    sys.path.insert(0, str(ROOT))
-    from gcseg.data.datasets import SegDataset
-    original = SegDataset.__getitem__
-
-    def sleepy(self, idx):
-        if slow in self.file_list[idx][0]:
-            print(f"sleeping on {slow}", file=sys.stderr, flush=True)
-            time.sleep(3600)
-        return original(self, idx)
-    SegDataset.__getitem__ = sleepy
-    sys.argv = [script, *sys.argv[3:]]
-    runpy.run_path(script, run_name="__main__")
-
-
-if __name__ == "__main__":
-    run_with_slow_samples(sys.argv[1], sys.argv[2])
