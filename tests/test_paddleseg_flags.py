@@ -7,6 +7,7 @@ port), as they are on a machine without internet, so a script that tried to fetc
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -120,8 +121,10 @@ def test_val_takes_paddleseg_flags_and_reports_its_views_and_auc_roc(run_files, 
     expected = evaluate(model, cfg.val_dataset, settings, auc_roc=True, backend="dygraph",
                         print_detail=False)
     assert 0.0 < written["auc_roc"] < 1.0
-    assert written["auc_roc"] == pytest.approx(expected["auc_roc"], abs=1e-6)
-    assert f"AUC-ROC: {expected['auc_roc']:.4f}" in result.stdout
+    # the subprocess's float rounding may move a pixel across one of the 16384 probability bins
+    assert written["auc_roc"] == pytest.approx(expected["auc_roc"], abs=1e-4)
+    printed = float(re.search(r"AUC-ROC: ([0-9.]+)", result.stdout).group(1))
+    assert printed == pytest.approx(expected["auc_roc"], abs=2e-4)
 
 
 @pytest.mark.parametrize("flags, names", [
