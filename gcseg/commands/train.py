@@ -83,6 +83,8 @@ def main() -> int:
     from gcseg.engine.trainer import TrainSettings, train
 
     cfg = cli.config_on_device(args, config_overrides(args))
+    # a resumed run's checkpoint replaces the pretrained weights: never download them for it
+    cfg.load_pretrained = not (args.resume_model or cfg.runtime("train").get("resume_model"))
     init_distributed()
     names = [field for field in TrainSettings.__dataclass_fields__]
     train(cfg, **{name: getattr(args, name) for name in names})

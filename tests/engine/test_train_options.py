@@ -234,3 +234,22 @@ def test_train_script_refuses_nhwc_from_the_flag_and_from_global_section(tmp_pat
                               "--save_dir", tmp_path / "out"), "--data_format NHWC")
     assert_one_line_error(run_script("train.py", "--config", config_path, "--use_multilabel",
                               "--opts", "global.data_format=NCHW"), "--use_multilabel")
+
+
+def test_a_resumed_run_does_not_fetch_the_pretrained_weights_its_checkpoint_replaces(tmp_path):
+    """Offline, a config naming backbone weights by an unreachable URL still resumes."""
+    config_path = write_tiny_config(tmp_path)
+    unreachable = "model.backbone.pretrained=http://127.0.0.1:9/resnet18_vd_ssld.tar.gz"
+    save_dir = tmp_path / "out"
+    first = run_script("train.py", "--config", config_path, "--iters", "2", "--save_dir",
+                       save_dir, "--opts", "model.backbone.pretrained=null")
+    assert first.returncode == 0, first.stderr[-3000:]
+    offline = {"GCSEG_HOME": str(tmp_path / "empty_cache")}
+    fresh = run_script("train.py", "--config", config_path, "--iters", "4", "--save_dir",
+                       tmp_path / "fresh", "--opts", unreachable, env_extra=offline)
+    assert_one_line_error(fresh, "cannot download")  # the URL really is unreachable
+    resumed = run_script("train.py", "--config", config_path, "--iters", "4", "--save_dir",
+                         save_dir, "--resume_model", save_dir / "iter_2", "--opts", unreachable,
+                         env_extra=offline)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (save_dir / "iter_4" / "model.pdparams").exists()
