@@ -1,4 +1,4 @@
-"""Export a trained model for Paddle Inference (static program + deploy.yml).
+"""Export a trained model for Paddle Inference (static program + deploy.yaml).
 
 The ``gcseg-export`` command (gcseg/commands/export.py); ``--help`` lists its flags.
 """

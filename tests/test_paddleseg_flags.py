@@ -63,7 +63,7 @@ def test_export_with_model_path_downloads_nothing_and_for_fd_writes_fastdeploy_n
     names = sorted(os.listdir(save_dir))
     assert "inference.yml" in names and "inference.pdiparams" in names, names
     assert {"inference.json", "inference.pdmodel"} & set(names), names
-    assert not any(name.startswith("model") or name == "deploy.yml" for name in names), names
+    assert not any(name.startswith("model") or name == "deploy.yaml" for name in names), names
     deploy = yaml.safe_load((save_dir / "inference.yml").read_text())["Deploy"]
     assert deploy["input_shape"] == [1, 3, 32, 48]
     assert deploy["model"].startswith("inference.") and deploy["params"] == "inference.pdiparams"
@@ -97,8 +97,17 @@ def test_export_without_model_path_offline_says_how_to_do_without_the_weights(
     script("export.py", "--config", config_path, "--save_dir", tmp_path / "b",
            "--opts", "model.backbone.pretrained=None", "--input_shape", "-1", "3", "-1", "-1",
            tmp_path=tmp_path)
-    deploy = yaml.safe_load((tmp_path / "b" / "deploy.yml").read_text())["Deploy"]
+    deploy = yaml.safe_load((tmp_path / "b" / "deploy.yaml").read_text())["Deploy"]
     assert deploy["input_shape"] == [-1, 3, -1, -1]  # PaddleSeg's -1: a dynamic size
+
+    # PaddleSeg's deploy/python/infer.py spelling: --config <export dir>/deploy.yaml
+    _, _, images = run_files
+    script("infer.py", "--config", tmp_path / "b" / "deploy.yaml", "--image_path", images[0],
+           "--save_dir", tmp_path / "infer", tmp_path=tmp_path)
+    assert np.asarray(Image.open(tmp_path / "infer" / images[0].name)).shape == (37, 61)
+    missing = script("infer.py", "--config", tmp_path / "none" / "deploy.yaml", "--image_path",
+                     images[0], tmp_path=tmp_path, expect=2)
+    assert_one_line_error(missing, "--config", "no such deploy file")
 
 
 # ----------------------------------------------------------------------------- val

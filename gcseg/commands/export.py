@@ -1,4 +1,4 @@
-"""Export a trained model for Paddle Inference (static program + deploy.yml) or as ONNX.
+"""Export a trained model for Paddle Inference (static program + deploy.yaml) or as ONNX.
 
     python scripts/export.py --config C --model_path M --save_dir D
         [--input_shape N 3 H W] [--output_op argmax|softmax|none] [--for_fd]
@@ -27,7 +27,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_op", choices=("argmax", "softmax", "none"), default="argmax")
     parser.add_argument("--for_fd", action="store_true",
                         help="FastDeploy's file names: inference.* and inference.yml "
-                             "(default: model.* and deploy.yml)")
+                             "(default: model.* and deploy.yaml)")
     parser.add_argument("--format", choices=("paddle", "onnx"), default="paddle",
                         help="paddle: model.json/.pdmodel + .pdiparams for Paddle Inference; "
                              "onnx: model.onnx through paddle2onnx (optional extra gcseg[onnx])")

@@ -1,5 +1,6 @@
-"""The file an export writes beside the model: ``deploy.yml`` (PaddleSeg's name) or FastDeploy's
-``inference.yml`` (``export.py --for_fd``), and reading its ``Deploy`` section back."""
+"""The file an export writes beside the model: ``deploy.yaml`` (PaddleSeg's name) or
+FastDeploy's ``inference.yml`` (``export.py --for_fd``), and reading its ``Deploy`` section back
+(also from ``deploy.yml``, the name gcseg's earlier exports used)."""
 import os
 from typing import Dict
 
@@ -7,13 +8,14 @@ import yaml
 
 from gcseg.errors import UsageError
 
-DEPLOY_FILE = "deploy.yml"
+DEPLOY_FILE = "deploy.yaml"
 FASTDEPLOY_DEPLOY_FILE = "inference.yml"
+DEPLOY_FILES = (DEPLOY_FILE, "deploy.yml", FASTDEPLOY_DEPLOY_FILE)  # the order they are looked for
 
 
 def read_deploy(model_dir: str) -> Dict:
-    """The ``Deploy`` section of ``deploy.yml`` (or of FastDeploy's ``inference.yml``)."""
-    found = [os.path.join(model_dir, name) for name in (DEPLOY_FILE, FASTDEPLOY_DEPLOY_FILE)
+    """The ``Deploy`` section of the first of ``DEPLOY_FILES`` in ``model_dir``."""
+    found = [os.path.join(model_dir, name) for name in DEPLOY_FILES
              if os.path.isfile(os.path.join(model_dir, name))]
     if not found:
         raise UsageError(f"{model_dir}: no {DEPLOY_FILE} or {FASTDEPLOY_DEPLOY_FILE} (is this a "

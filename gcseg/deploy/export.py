@@ -1,4 +1,4 @@
-"""Export a trained model as a static Paddle program + ``deploy.yml`` for Paddle Inference.
+"""Export a trained model as a static Paddle program + ``deploy.yaml`` for Paddle Inference.
 
 The exported graph is the inference model, not the training one: BatchNorm is folded into the
 convolutions (:func:`gcseg.deploy.fold_bn.fold_batchnorm`) and every bilinear resize is built
@@ -6,10 +6,10 @@ from matmuls (:mod:`gcseg.models.resize`), so the program runs under Paddle Infe
 *default* CPU configuration (oneDNN on), where ``bilinear_interp`` is rejected. Height, width
 and batch stay dynamic unless ``input_shape`` fixes them.
 
-``deploy.yml`` follows PaddleSeg's layout (``Deploy: model, params, transforms, input_shape,
+``deploy.yaml`` follows PaddleSeg's layout (``Deploy: model, params, transforms, input_shape,
 output_op``) and adds ``normalize`` (mean/std) and ``to_rgb``, everything a deployer needs to
 feed the program. ``export_format="onnx"`` converts that program with paddle2onnx
-(:mod:`gcseg.deploy.onnx_export`) and writes ``model.onnx`` + ``deploy.yml`` instead.
+(:mod:`gcseg.deploy.onnx_export`) and writes ``model.onnx`` + ``deploy.yaml`` instead.
 """
 import os
 import tempfile

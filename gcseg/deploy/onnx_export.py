@@ -131,7 +131,7 @@ def _convert(model_file: str, params_file: str, onnx_path: str, opset: int) -> N
 def convert_export_to_onnx(paddle_dir: str, save_dir: str, opset: int = DEFAULT_OPSET
                            ) -> Dict[str, str]:
     """Convert the Paddle export in ``paddle_dir`` to ``save_dir/model.onnx`` and write a
-    ``deploy.yml`` naming it (same preprocessing, plus ``onnx_opset``); returns both paths.
+    ``deploy.yaml`` naming it (same preprocessing, plus ``onnx_opset``); returns both paths.
     ``save_dir`` may be ``paddle_dir``."""
     import_paddle2onnx()  # the one-line error naming the extra, before any work
     deploy = read_deploy(paddle_dir)

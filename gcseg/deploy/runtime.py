@@ -1,6 +1,6 @@
 """Run an exported model (``export.py``'s directory) with Paddle Inference or ONNX Runtime.
 
-The runtime follows the model file ``deploy.yml`` names (``model.onnx``: ONNX Runtime, a Paddle
+The runtime follows the model file ``deploy.yaml`` names (``model.onnx``: ONNX Runtime, a Paddle
 program: Paddle Inference) unless the caller picks one. Paddle Inference runs with its own CPU
 default (oneDNN on), as a deployer who never heard of gcseg would load it; ``use_onednn=False``
 is the fallback, ``bf16=True`` runs oneDNN in bfloat16 on CPUs with AVX512-BF16 / AMX-BF16 and
@@ -27,7 +27,7 @@ def create_predictor(model_dir: str, *, model_file: Optional[str] = None,
                      use_onednn: bool = True, bf16: bool = False,
                      cpu_threads: Optional[int] = None, use_gpu: bool = False, gpu_id: int = 0,
                      shape_cache_capacity: Optional[int] = None):
-    """A ``paddle.inference`` predictor for ``model_dir`` (its deploy.yml's program unless
+    """A ``paddle.inference`` predictor for ``model_dir`` (its deploy.yaml's program unless
     ``model_file`` names one; default config unless told), on the CPU or, with ``use_gpu``, on
     GPU ``gpu_id``.
 
@@ -55,7 +55,7 @@ def create_predictor(model_dir: str, *, model_file: Optional[str] = None,
 
 
 def _model_file(model_dir: str, deploy: Dict, runtime: str) -> str:
-    """The file ``runtime`` runs: the one deploy.yml names, else the other export found beside
+    """The file ``runtime`` runs: the one deploy.yaml names, else the other export found beside
     it (a directory may hold both after exporting twice)."""
     from gcseg.compat import saved_program_file
     from gcseg.deploy.onnx_export import ONNX_FILE
@@ -112,7 +112,7 @@ def open_runner(model_dir: str, runtime: str = "auto", **predictor_options):
 
 
 class DeployedModel:
-    """``deploy.yml`` preprocessing + a runner: ``run(batch)`` and ``predict_file(path)``."""
+    """``deploy.yaml`` preprocessing + a runner: ``run(batch)`` and ``predict_file(path)``."""
 
     def __init__(self, model_dir: str, runtime: str = "auto", **predictor_options) -> None:
         self.deploy = read_deploy(model_dir)

@@ -2,7 +2,7 @@
 
 The matmul bilinear resize used in exported graphs equals ``F.interpolate``; the exported
 program, run by ``paddle.inference`` with its DEFAULT CPU configuration (oneDNN on), matches the
-dygraph model at two sizes through one dynamic-shape program; deploy.yml carries the
+dygraph model at two sizes through one dynamic-shape program; deploy.yaml carries the
 preprocessing; scripts/infer.py writes label PNGs.
 """
 import subprocess
@@ -70,7 +70,7 @@ def exported_logits(small_gcnet, tmp_path_factory):
 
 def test_default_paddle_inference_matches_dygraph(small_gcnet, exported_logits):
     from paddle import inference
-    deploy = yaml.safe_load((exported_logits / "deploy.yml").read_text())["Deploy"]
+    deploy = yaml.safe_load((exported_logits / "deploy.yaml").read_text())["Deploy"]
     # exactly what a deployer does: default Config, oneDNN on
     config = inference.Config(str(exported_logits / deploy["model"]),
                               str(exported_logits / deploy["params"]))
@@ -86,7 +86,7 @@ def test_default_paddle_inference_matches_dygraph(small_gcnet, exported_logits):
 
 
 def test_deploy_yml_carries_preprocessing(exported_logits):
-    deploy = yaml.safe_load((exported_logits / "deploy.yml").read_text())["Deploy"]
+    deploy = yaml.safe_load((exported_logits / "deploy.yaml").read_text())["Deploy"]
     assert deploy["normalize"] == {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}
     assert deploy["to_rgb"] is True
     assert deploy["input_shape"] == [-1, 3, -1, -1]

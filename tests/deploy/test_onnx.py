@@ -93,14 +93,14 @@ def test_onnx_runtime_matches_dygraph_and_paddle_inference(gcnet, exports):
 
 
 def test_onnx_deploy_yml_names_the_model_and_keeps_the_preprocessing(exports):
-    deploy = yaml.safe_load((exports / "onnx" / "deploy.yml").read_text())["Deploy"]
-    paddle_deploy = yaml.safe_load((exports / "paddle" / "deploy.yml").read_text())["Deploy"]
+    deploy = yaml.safe_load((exports / "onnx" / "deploy.yaml").read_text())["Deploy"]
+    paddle_deploy = yaml.safe_load((exports / "paddle" / "deploy.yaml").read_text())["Deploy"]
     assert deploy["model"] == "model.onnx" and "params" not in deploy
     assert deploy["onnx_opset"] == 17
     assert deploy["normalize"] == paddle_deploy["normalize"] == {"mean": [0.4, 0.5, 0.6],
                                                                   "std": [0.2, 0.25, 0.3]}
     assert deploy["input_shape"] == [-1, 3, -1, -1]
-    assert sorted(p.name for p in (exports / "onnx").iterdir()) == ["deploy.yml", "model.onnx"]
+    assert sorted(p.name for p in (exports / "onnx").iterdir()) == ["deploy.yaml", "model.onnx"]
     session = DeployedModel(str(exports / "onnx")).runner.session
     batch, channels, height, width = session.get_inputs()[0].shape
     assert channels == 3 and not any(isinstance(v, int) for v in (batch, height, width))
@@ -110,7 +110,7 @@ def test_fixed_shape_export_and_low_opset(gcnet, tmp_path, capsys):
     export_model(gcnet, str(tmp_path), output_op="argmax", input_shape=[1, 3, 64, 96],
                  val_transforms=NORMALIZE, export_format="onnx", opset=11)
     assert f"opset 11 raised to {MIN_OPSET}" in capsys.readouterr().err
-    deploy = yaml.safe_load((tmp_path / "deploy.yml").read_text())["Deploy"]
+    deploy = yaml.safe_load((tmp_path / "deploy.yaml").read_text())["Deploy"]
     assert deploy["onnx_opset"] == MIN_OPSET and deploy["input_shape"] == [1, 3, 64, 96]
     model = DeployedModel(str(tmp_path))
     assert model.runner.session.get_inputs()[0].shape == [1, 3, 64, 96]

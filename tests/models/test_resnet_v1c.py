@@ -135,7 +135,7 @@ def test_mmseg_style_gcnet_exports_and_runs_in_paddle_inference(tmp_path):
     model = GCNet(5, ResNet18_v1c(), gc_channels=32, head_style="mmseg", align_corners=True)
     model.eval()
     export_model(model, str(tmp_path), output_op="none")
-    deploy = yaml.safe_load((tmp_path / "deploy.yml").read_text())["Deploy"]
+    deploy = yaml.safe_load((tmp_path / "deploy.yaml").read_text())["Deploy"]
     predictor = inference.create_predictor(inference.Config(str(tmp_path / deploy["model"]),
                                                             str(tmp_path / deploy["params"])))
     batch = np.random.default_rng(0).standard_normal((1, 3, 71, 53)).astype(np.float32)
