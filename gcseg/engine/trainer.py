@@ -248,10 +248,11 @@ class EvalHook(Hook):
 
     def __init__(self, dataset: Any, save_interval: int, checkpointer: Checkpointer,
                  vdl: Optional[VdlWriter], num_workers: int, test_settings: InferenceSettings,
-                 save_dir: str, loader_timeout: float = DEFAULT_LOADER_TIMEOUT) -> None:
+                 save_dir: str, loader_timeout: float = DEFAULT_LOADER_TIMEOUT,
+                 auc_roc: bool = False) -> None:
         self.dataset, self.save_interval = dataset, save_interval
         self.checkpointer, self.vdl, self.num_workers = checkpointer, vdl, num_workers
-        self.loader_timeout = loader_timeout
+        self.loader_timeout, self.auc_roc = loader_timeout, auc_roc
         self.test_settings, self.vis_dir = test_settings, os.path.join(save_dir, VIS_SUBDIR)
         self.last_results: Optional[Dict[str, Any]] = None
         self.last_iter = 0
@@ -264,7 +265,7 @@ class EvalHook(Hook):
             return
         results = evaluate(self.model_of(trainer), self.dataset, self.test_settings,
                            num_workers=self.num_workers, loader_timeout=self.loader_timeout,
-                           print_detail=False)
+                           print_detail=False, auc_roc=self.auc_roc)
         self.last_results, self.last_iter = results, trainer.iter
         if is_main_process():
             self.publish(trainer, results)
@@ -464,7 +465,8 @@ class Trainer:
         if settings.do_eval:
             evaluation = (self.cfg.val_dataset, settings.save_interval, self.checkpointer, vdl,
                           settings.num_workers, InferenceSettings.from_config(self.cfg),
-                          settings.save_dir, settings.loader_timeout)
+                          settings.save_dir, settings.loader_timeout,
+                          self.cfg.runtime("test")["auc_roc"] is True)  # PaddleSeg's test_config
             model_evaluation = EvalHook(*evaluation)
             hooks.append(model_evaluation)
             hooks += [EmaEvalHook(*evaluation)] if self.ema is not None else []

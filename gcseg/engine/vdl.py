@@ -23,6 +23,8 @@ PANEL_TAG = "Evaluate/prediction_vs_label"
 def eval_scalars(results: Mapping[str, Any]) -> Dict[str, float]:
     """``Evaluate/...`` tags of an evaluation; classes with no pixels anywhere are skipped."""
     scalars = {f"Evaluate/{key}": float(results[key]) for key in ("mIoU", "Acc", "Kappa")}
+    if results.get("auc_roc") is not None:
+        scalars["Evaluate/AUC_ROC"] = float(results["auc_roc"])
     for name, iou in zip(results["class_names"], results["class_IoU"]):
         if iou is not None:
             scalars[f"Evaluate/IoU/{name}"] = float(iou)

@@ -13,8 +13,10 @@ from gcseg.config import Config
 from gcseg.engine.ema import EMA_FILE, ExponentialMovingAverage, ema_decay
 from gcseg.engine.profiler import parse_profiler_options
 from gcseg.engine.trainer import EarlyStopHook, Hook, StepResult, Trainer, TrainSettings
+from gcseg.engine.vdl import eval_scalars
 from gcseg.errors import UsageError
-from conftest import LossRecorder, assert_one_line_error, run_script, write_tiny_config
+from conftest import (LossRecorder, assert_one_line_error, run_script, run_tiny,
+                      write_tiny_config)
 
 
 def make_trainer(config_path: Path, save_dir: Path, opts: Optional[List[str]] = None,
@@ -253,3 +255,15 @@ def test_a_resumed_run_does_not_fetch_the_pretrained_weights_its_checkpoint_repl
                          env_extra=offline)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (save_dir / "iter_4" / "model.pdparams").exists()
+
+
+def test_the_configs_test_auc_roc_reaches_the_evaluations_during_training(tmp_path):
+    """PaddleSeg passes its test_config (auc_roc included) to the evaluations of train()."""
+    config_path = write_tiny_config(tmp_path)
+    trainer = run_tiny(config_path, tmp_path / "out", ["test.auc_roc=True"], do_eval=True,
+                       use_vdl=True)
+    results = trainer.summary()["last_eval"]
+    assert 0.0 <= results["auc_roc"] <= 1.0
+    assert eval_scalars(results)["Evaluate/AUC_ROC"] == results["auc_roc"]
+    plain = run_tiny(config_path, tmp_path / "plain", do_eval=True).summary()["last_eval"]
+    assert "auc_roc" not in plain and "Evaluate/AUC_ROC" not in eval_scalars(plain)
