@@ -44,7 +44,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = get_args_parser().parse_args()
     from gcseg.deploy.runtime import infer_images
-    from gcseg.engine.predict import collect_images
+    from gcseg.data.images import collect_images
 
     images, _ = collect_images(args.image_path)
     written = infer_images(model_dir_of(args), images, args.save_dir, args.runtime,

@@ -13,7 +13,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from gcseg.data import palettes
-from gcseg.data.transforms import Compose, check_same_size, read_image, read_label
+from gcseg.data.images import read_image, read_label
+from gcseg.data.transforms import Compose, check_same_size
 from gcseg.errors import ConfigError, DataError
 from gcseg.registry import DATASETS
 

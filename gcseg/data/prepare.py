@@ -8,6 +8,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Union
 import numpy as np
 from PIL import Image
 
+from gcseg.data.images import read_label
 from gcseg.errors import DataError, UsageError
 
 # Cityscapes labelId -> trainId for the 19 evaluated classes (every other id is ignored, 255).
@@ -68,12 +69,8 @@ def convert_cityscapes(root: Union[str, Path], overwrite: bool = False,
 
 
 def _read_index_png(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image)
-    except OSError as error:
-        raise DataError(f"{path}: cannot read label ({error})") from None
-    if array.ndim != 2 or array.dtype != np.uint8:
+    array = read_label(path)
+    if array.dtype != np.uint8:
         raise DataError(f"{path}: expected an 8-bit single-channel label PNG, got "
                         f"{array.dtype} {array.shape}")
     return array

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from gcseg.cpu_env import cpu_supports_bf16
+from gcseg.data.images import read_image
 from gcseg.deploy.deploy_yml import read_deploy
 from gcseg.errors import UsageError
 
@@ -122,10 +123,8 @@ class DeployedModel:
         self.std = np.asarray(normalize["std"], dtype=np.float32).reshape([-1, 1, 1])
 
     def preprocess(self, image_path: str) -> np.ndarray:
-        """``[1, 3, H, W]`` float32 normalised as the val transforms did."""
-        image = np.asarray(Image.open(image_path).convert("RGB"), dtype=np.float32)
-        if not self.deploy.get("to_rgb", True):
-            image = image[:, :, ::-1]  # the model was trained on BGR (cv2) images
+        """``[1, 3, H, W]`` float32, read and normalised as the val transforms did."""
+        image = read_image(image_path, to_rgb=self.deploy.get("to_rgb", True))
         chw = image.transpose(2, 0, 1) / 255.0
         return ((chw - self.mean) / self.std)[None].astype(np.float32)
 

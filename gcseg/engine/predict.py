@@ -9,7 +9,6 @@ be read or transformed is reported by path and skipped; the rest are still proce
 config and the palette from the ``val_dataset`` class.
 """
 import os
-from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
@@ -21,48 +20,18 @@ from tqdm import tqdm
 from gcseg.builder import ComponentBuilder
 from gcseg.config import Config
 from gcseg.data.datasets import SegDataset
+from gcseg.data.images import collect_images, read_image
 from gcseg.data.palettes import blend, colorize, with_custom_colors
-from gcseg.data.transforms import Compose, read_image
+from gcseg.data.transforms import Compose
 from gcseg.engine.evaluator import eval_mode
 from gcseg.engine.inference import InferenceSettings, infer_logits
 from gcseg.stopping import handling_signals
-from gcseg.errors import ConfigError, DataError, UsageError, first_line
+from gcseg.errors import ConfigError, DataError, first_line
 from gcseg.models.weights import load_weights
 from gcseg.registry import DATASETS
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PSEUDO_DIR = "pseudo_color_prediction"
 ADDED_DIR = "added_prediction"
-
-
-def read_image_list(list_path: Path) -> List[str]:
-    """The images of a list file, one per line, as PaddleSeg reads them: the first field of
-    each line (an ``image label`` line gives its image), relative to the list's folder."""
-    lines = list_path.read_text(encoding="utf-8").splitlines()
-    return [os.path.join(list_path.parent, line.split()[0]) for line in lines if line.strip()]
-
-
-def collect_images(image_path: str) -> Tuple[List[str], Optional[str]]:
-    """Image files from a file, a directory (recursively) or a ``.txt`` list (one per line);
-    also the directory that output names are made relative to (None: use base names). For a
-    list that is the deepest folder holding all its images, so two entries with the same file
-    name in different folders keep their sub-paths instead of overwriting each other."""
-    path = Path(image_path)
-    if path.is_dir():
-        images = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not images:
-            raise UsageError(f"--image_path {image_path}: no images in this directory")
-        return images, str(path)
-    if not path.is_file():
-        raise UsageError(f"--image_path {image_path}: not found (expected an image, a directory "
-                         "of images or a .txt list of images)")
-    if path.suffix.lower() == ".txt":
-        images = read_image_list(path)
-        if not images:
-            raise UsageError(f"--image_path {image_path}: the list is empty")
-        return images, os.path.commonpath([os.path.dirname(os.path.abspath(image))
-                                           for image in images])
-    return [str(path)], None
 
 
 def val_transforms_and_palette(cfg: Config) -> Tuple[Compose, np.ndarray]:
@@ -147,8 +116,8 @@ def predict_from_config(cfg: Config, model_path: str, image_path: str, save_dir:
                         settings: Optional[InferenceSettings] = None, *,
                         custom_color: Optional[Sequence[int]] = None
                         ) -> Tuple[int, List[Tuple[str, str]]]:
-    """:func:`predict` the images of ``image_path`` (see :func:`collect_images`) with
-    ``cfg.model`` loaded from ``model_path``; returns the number of images and the failures.
+    """:func:`predict` the images of ``image_path`` (see :func:`~gcseg.data.images.collect_images`)
+    with ``cfg.model`` loaded from ``model_path``; returns the number of images and the failures.
     ``custom_color`` (flat R G B values) replaces the first colours of the dataset's palette."""
     images, image_dir = collect_images(image_path)
     transforms, palette = val_transforms_and_palette(cfg)

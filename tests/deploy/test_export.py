@@ -3,7 +3,8 @@
 The matmul bilinear resize used in exported graphs equals ``F.interpolate``; the exported
 program, run by ``paddle.inference`` with its DEFAULT CPU configuration (oneDNN on), matches the
 dygraph model at two sizes through one dynamic-shape program; deploy.yaml carries the
-preprocessing; scripts/infer.py writes label PNGs.
+preprocessing, and the deployed model reads images as evaluation does; scripts/infer.py writes
+label PNGs.
 """
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from gcseg.data.transforms import Compose, Normalize
 from gcseg.deploy.export import export_model
 from gcseg.deploy.runtime import DeployedModel, create_predictor
 from gcseg.models import GCNet, ResNet18_vd
@@ -116,6 +118,23 @@ def test_argmax_export_and_infer_script_write_label_pngs(small_gcnet, tmp_path):
     label = np.asarray(Image.open(out_dir / "img.png"))
     assert label.shape == (48, 80)
     assert (label == expected).mean() > 0.999
+
+
+def test_the_deployed_model_reads_an_image_as_evaluation_does(exported_logits, tmp_path):
+    """Both read with OpenCV: a photo whose EXIF orientation says "rotate 90" comes out upright,
+    in the pixels the val transforms give (PIL alone would leave it on its side)."""
+    stored = np.random.default_rng(3).integers(0, 256, (20, 40, 3), dtype=np.uint8)
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    path = tmp_path / "phone.jpg"
+    image.save(path, exif=exif.tobytes())
+
+    batch = DeployedModel(str(exported_logits)).preprocess(str(path))
+    val = Compose([Normalize(mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3])])({"img": str(path)})
+
+    assert batch.shape == (1, 3, 40, 20)  # upright: 20 wide, 40 high
+    np.testing.assert_allclose(batch[0], val["img"], atol=1e-6)
 
 
 def test_onednn_off_fallback_gives_the_same_logits(exported_logits):

@@ -8,9 +8,10 @@ import numpy as np
 from PIL import Image
 
 from gcseg.config import Config
+from gcseg.data.images import collect_images
 from gcseg.data.palettes import CITYSCAPES_COLORS
 from gcseg.engine.inference import InferenceSettings
-from gcseg.engine.predict import collect_images, output_name, predict_from_config
+from gcseg.engine.predict import output_name, predict_from_config
 from conftest import ROOT, expected_prediction, write_run
 
 
@@ -66,26 +67,6 @@ def test_predict_needs_no_dataset_on_disk(tmp_path):
     np.testing.assert_array_equal(np.asarray(pseudo),  # the val transforms (Resize) were used
                                   expected_prediction(config_path, model_path, image))
     assert (save_dir / "added_prediction" / image.name).is_file()
-
-
-def test_image_list_entries_are_relative_to_the_list_folder(tmp_path, monkeypatch):
-    """As PaddleSeg's get_image_list: the first field of each line, joined to the list's
-    folder; absolute entries stay as they are."""
-    lists, images = tmp_path / "lists", tmp_path / "images"
-    for name in ("a.png", "b.png"):
-        (images / name).parent.mkdir(parents=True, exist_ok=True)
-        (images / name).write_bytes(b"")
-    absolute = tmp_path / "elsewhere" / "c.png"
-    lists.mkdir()
-    (lists / "test.txt").write_text(f"../images/a.png ../labels/a.png\n\n"
-                                    f"../images/b.png\n{absolute}\n")
-    monkeypatch.chdir(images)  # a relative entry would be found here if cwd counted
-
-    found, image_dir = collect_images(str(lists / "test.txt"))
-
-    assert [os.path.normpath(p) for p in found] == [str(images / "a.png"),
-                                                    str(images / "b.png"), str(absolute)]
-    assert image_dir == str(tmp_path)  # the deepest folder holding every entry
 
 
 def test_same_file_names_in_different_folders_keep_their_sub_paths(tmp_path):
