@@ -5,11 +5,13 @@ library call inside :func:`main_guard`, which turns every :class:`~gcseg.errors.
 one line on stderr and exit code 2 (``--debug`` or ``GCSEG_DEBUG=1`` shows the traceback instead).
 """
 import argparse
+import contextlib
 import os
+import shlex
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from gcseg.errors import GcsegError, UsageError
+from gcseg.errors import DataError, GcsegError, UsageError
 from gcseg.paddle_install import check_paddle
 
 DEBUG_ENV = "GCSEG_DEBUG"
@@ -192,6 +194,20 @@ def inference_settings(args: argparse.Namespace, cfg):
     from gcseg.engine.inference import InferenceSettings
     flags = {key: getattr(args, key, None) for key in InferenceSettings.names()}
     return InferenceSettings.from_config(cfg, **flags)
+
+
+@contextlib.contextmanager
+def naming_the_config(args: argparse.Namespace) -> Iterator[None]:
+    """A :class:`~gcseg.errors.DataError` raised inside names this run's ``--config`` (and
+    ``--opts``) in its check_dataset hint, where the dataset code, which does not know them,
+    wrote a placeholder."""
+    from gcseg.data.check import CONFIG_PLACEHOLDER
+    try:
+        yield
+    except DataError as error:
+        config = shlex.join([args.config, *(["--opts", *args.opts] if args.opts else [])])
+        error.args = (str(error).replace(CONFIG_PLACEHOLDER, config),)
+        raise
 
 
 def load_config(args: argparse.Namespace, extra_opts: Optional[List[str]] = None,

@@ -87,7 +87,8 @@ def main() -> int:
     cfg.load_pretrained = not (args.resume_model or cfg.runtime("train").get("resume_model"))
     init_distributed()
     names = [field for field in TrainSettings.__dataclass_fields__]
-    train(cfg, **{name: getattr(args, name) for name in names})
+    with cli.naming_the_config(args):
+        train(cfg, **{name: getattr(args, name) for name in names})
     return 0
 
 

@@ -39,10 +39,11 @@ def main() -> int:
     cfg = cli.load_config(args, load_pretrained=False)
     cli.check_model_layout(args, cfg)
     cli.select_device(args, cfg)
-    evaluate_from_config(cfg, args.model_path, cli.inference_settings(args, cfg),
-                         backend=args.engine, save_dir=args.save_dir,
-                         num_workers=args.num_workers, auc_roc=cli.auc_roc_setting(args, cfg),
-                         **cli.loader_timeout(args))
+    with cli.naming_the_config(args):
+        evaluate_from_config(cfg, args.model_path, cli.inference_settings(args, cfg),
+                             backend=args.engine, save_dir=args.save_dir,
+                             num_workers=args.num_workers,
+                             auc_roc=cli.auc_roc_setting(args, cfg), **cli.loader_timeout(args))
     return 0
 
 

@@ -17,13 +17,16 @@ import numpy as np
 from tqdm import tqdm
 
 from gcseg.data.datasets import deferred_file_checks
-from gcseg.data.transforms import read_image
+from gcseg.data.images import read_image
 from gcseg.stopping import handling_signals
 from gcseg.errors import DataError
 
 SPLITS = ("train_dataset", "val_dataset")
-FULL_CHECK_HINT = ("scripts/check_dataset.py --config <config> finds every bad file of the "
-                   "datasets at once")
+# The dataset does not know the config's path: commands that do put it in for this placeholder
+# (gcseg.cli.naming_the_config).
+CONFIG_PLACEHOLDER = "<config>"
+FULL_CHECK_HINT = (f"scripts/check_dataset.py --config {CONFIG_PLACEHOLDER} finds every bad "
+                   "file of the datasets at once")
 
 
 @dataclasses.dataclass

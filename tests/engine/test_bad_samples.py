@@ -185,9 +185,11 @@ def test_training_saves_the_steps_made_then_names_the_bad_label(tmp_path):
     index = 2
     bad = spoil(file_list(data, "train")[index], "label")
     steps_before = epoch_order(data).index(index)
-    result = run_script("train.py", "--config", write_config(tmp_path, data), "--batch_size", "1",
+    config = write_config(tmp_path, data)
+    result = run_script("train.py", "--config", config, "--batch_size", "1",
                         "--save_interval", "100", "--save_dir", tmp_path / "out")
-    line = assert_ends_with_one_line(result, 2, "error: ", bad, "neither class ids", HINT)
+    line = assert_ends_with_one_line(result, 2, "error: ", bad, "neither class ids",
+                                     f"{HINT} --config {config} finds")
     assert checkpoints(tmp_path / "out") == ([steps_before] if steps_before else []), line
 
 
@@ -214,9 +216,12 @@ def test_val_with_workers_names_the_bad_label(tmp_path):
     data = make_data(tmp_path / "data")
     bad = spoil(file_list(data, "val")[0], "label")
     config = write_config(tmp_path, data)
+    override = f"val_dataset.dataset_root={data}"
     result = run_script("val.py", "--config", config, "--model_path", untrained_weights(config),
-                        "--num_workers", "2", "--engine", "dygraph")
-    assert_ends_with_one_line(result, 2, "error: ", bad, HINT)
+                        "--num_workers", "2", "--engine", "dygraph", "--opts", override)
+    # the hint is the command that checks this very dataset
+    assert_ends_with_one_line(result, 2, "error: ", bad,
+                              f"{HINT} --config {config} --opts {override} finds")
 
 
 def test_two_processes_end_when_only_rank_1_meets_the_bad_sample(tmp_path):
