@@ -11,6 +11,7 @@ Every error names the file that set the offending key (bases included) and the d
 import ast
 import copy
 import difflib
+import functools
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -31,7 +32,9 @@ TOP_LEVEL_KEYS = (
     "lr_scheduler", "learning_rate", "loss", "distill_loss", "export", "global", "train", "test",
     "test_config", "to_static_training", BASE_KEY, INHERIT_KEY)
 
-# PaddleSeg's runtime.yml: the defaults of the script flags, by section.
+# PaddleSeg's runtime.yml: the defaults of the script flags, by section. The test: section's
+# are also the defaults of the InferenceSettings fields of the same names
+# (gcseg.engine.inference reads them here).
 RUNTIME_DEFAULTS = {
     "global": {"data_format": "NCHW", "device": None, "num_workers": 0},
     "train": {"save_dir": "./output", "do_eval": False, "resume_model": None,
@@ -213,7 +216,6 @@ class Config:
         self.dic = load_yaml_with_bases(self.path, self.origins)
         apply_opts(self.dic, opts, self.origins)
         self._builder = ComponentBuilder(self.origins, self.path)
-        self._cache: Dict[str, Any] = {}
         self._check_top_level_keys()
         self._check_schedule()
 
@@ -269,11 +271,12 @@ class Config:
         values.update(self.section(section))
         return values
 
-    # -- components
-    def _cached(self, key: str, make) -> Any:
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
+    # -- components (built on first access, then cached)
+    def _required_section(self, key: str) -> Dict[str, Any]:
+        spec = self.section(key)
+        if not spec:
+            raise self._builder.fail(key, f"{key}: missing (a required section)")
+        return spec
 
     def _dataset_class(self, key: str) -> Any:
         spec = self.section(key)
@@ -295,14 +298,9 @@ class Config:
                 return declared
         return None
 
-    @property
+    @functools.cached_property
     def model(self):
-        return self._cached("model", self._build_model)
-
-    def _build_model(self):
-        spec = self.section("model")
-        if not spec:
-            raise self._builder.fail("model", "model: missing (a model section is required)")
+        spec = self._required_section("model")
         if not self.load_pretrained:
             spec.pop("pretrained", None)
             if isinstance(spec.get("backbone"), dict):
@@ -319,29 +317,22 @@ class Config:
                                      f"{num_classes}")
         return self._builder.build(spec, MODELS, "model")
 
-    def _build_dataset(self, key: str):
-        spec = self.section(key)
-        if not spec:
-            raise self._builder.fail(key, f"{key}: missing (a {key} section is required)")
-        return self._builder.build(spec, DATASETS, key)
-
-    @property
+    @functools.cached_property
     def train_dataset(self):
-        return self._cached("train_dataset", lambda: self._build_dataset("train_dataset"))
+        return self._builder.build(self._required_section("train_dataset"), DATASETS,
+                                   "train_dataset")
 
-    @property
+    @functools.cached_property
     def val_dataset(self):
-        return self._cached("val_dataset", lambda: self._build_dataset("val_dataset"))
+        return self._builder.build(self._required_section("val_dataset"), DATASETS,
+                                   "val_dataset")
 
     @property
     def has_val_dataset(self) -> bool:
         return bool(self.section("val_dataset"))
 
-    @property
+    @functools.cached_property
     def loss(self) -> Dict[str, list]:
-        return self._cached("loss", self._build_loss)
-
-    def _build_loss(self) -> Dict[str, list]:
         spec = self.section("loss")
         types, coef = spec.get("types"), spec.get("coef")
         if not isinstance(types, list) or not types:
@@ -359,25 +350,14 @@ class Config:
                  for i, item in enumerate(types)]
         return {"types": built, "coef": [float(c) for c in coef]}
 
-    @property
+    @functools.cached_property
     def lr_scheduler(self):
-        return self._cached("lr_scheduler", self._build_lr_scheduler)
+        return self._builder.build(self._required_section("lr_scheduler"), LR_SCHEDULERS,
+                                   "lr_scheduler", total_iters=self.iters)
 
-    def _build_lr_scheduler(self):
-        spec = self.section("lr_scheduler")
-        if not spec:
-            raise self._builder.fail("lr_scheduler", "lr_scheduler: missing")
-        return self._builder.build(spec, LR_SCHEDULERS, "lr_scheduler", total_iters=self.iters)
-
-    @property
+    @functools.cached_property
     def optimizer(self):
-        return self._cached("optimizer", self._build_optimizer)
-
-    def _build_optimizer(self):
-        spec = self.section("optimizer")
-        if not spec:
-            raise self._builder.fail("optimizer", "optimizer: missing")
-        return self._builder.build(spec, OPTIMIZERS, "optimizer",
+        return self._builder.build(self._required_section("optimizer"), OPTIMIZERS, "optimizer",
                                    parameters=self.model.named_parameters(),
                                    learning_rate=self.lr_scheduler)
 

@@ -22,6 +22,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from gcseg.config import RUNTIME_DEFAULTS
 from gcseg.engine.amp import check_precision
 from gcseg.errors import DataError, UsageError
 
@@ -32,6 +33,8 @@ Forward = Callable[[paddle.Tensor], Sequence[paddle.Tensor]]
 # what one TTA view adds to the average, from its logits at the input size
 ViewOutput = Callable[[paddle.Tensor], paddle.Tensor]
 
+# PaddleSeg's runtime.yml test: section, the defaults of the settings it names
+TEST_DEFAULTS = RUNTIME_DEFAULTS["test"]
 AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 TTA_AVERAGES = ("logits", "probs")
 # TTA views and sliding windows run batched, at most this many input pixels per forward (bounds
@@ -55,13 +58,13 @@ class InferenceSettings:
     one type the command line, the config's ``test:`` section, the trainer's periodic evaluation,
     :func:`gcseg.engine.evaluator.evaluate` and prediction pass around."""
 
-    aug_eval: bool = False
-    scales: Union[float, Sequence[float]] = 1.0
-    flip_horizontal: bool = False
-    flip_vertical: bool = False
-    is_slide: bool = False
-    crop_size: Optional[Sequence[int]] = None
-    stride: Optional[Sequence[int]] = None
+    aug_eval: bool = TEST_DEFAULTS["aug_eval"]
+    scales: Union[float, Sequence[float]] = TEST_DEFAULTS["scales"]
+    flip_horizontal: bool = TEST_DEFAULTS["flip_horizontal"]
+    flip_vertical: bool = TEST_DEFAULTS["flip_vertical"]
+    is_slide: bool = TEST_DEFAULTS["is_slide"]
+    crop_size: Optional[Sequence[int]] = TEST_DEFAULTS["crop_size"]
+    stride: Optional[Sequence[int]] = TEST_DEFAULTS["stride"]
     precision: str = "fp32"
     tta_average: str = "logits"
     align_corners: bool = False
