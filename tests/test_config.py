@@ -351,18 +351,16 @@ def test_missing_required_argument(tmp_path):
     assert "model: missing required argument 'backbone' for GCNet" in message
 
 
-def test_wrong_value_type(tmp_path):
-    path = write(tmp_path, "c.yml", "loss: {types: [{type: CrossEntropyLoss, ignore_index: x}],"
+@pytest.mark.parametrize("argument, expected", [
+    ("ignore_index: x", "loss.types.0.ignore_index: expected int, got 'x'"),
+    ("weight: heavy", "loss.types.0.weight: expected"),  # a sequence (of class weights)
+])
+def test_wrong_value_type(tmp_path, argument, expected):
+    path = write(tmp_path, "c.yml", f"loss: {{types: [{{type: CrossEntropyLoss, {argument}}}],"
                                     " coef: [1]}\n")
     message = config_error(path)
     assert str(path.resolve()) in message
-    assert "loss.types.0.ignore_index: expected int, got 'x'" in message
-
-
-def test_wrong_sequence_type(tmp_path):
-    path = write(tmp_path, "c.yml", "loss: {types: [{type: CrossEntropyLoss, weight: heavy}],"
-                                    " coef: [1]}\n")
-    assert "loss.types.0.weight: expected" in config_error(path)
+    assert expected in message
 
 
 def test_unknown_argument_lists_accepted_ones(tmp_path):

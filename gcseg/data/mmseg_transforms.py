@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from gcseg.data.transforms import (Data, _number, _pad_bottom_right, _record, _size_pair,
-                                   balanced_window, keep_ratio_size, resize_as_mmcv,
+                                   balanced_window, flip, keep_ratio_size, resize_as_mmcv,
                                    uint8_image)
 from gcseg.errors import ConfigError
 from gcseg.registry import TRANSFORMS
@@ -144,11 +144,7 @@ class RandomFlip:
         direction = self.choices[np.random.choice(len(self.choices), p=self.probs)]
         if direction is None:
             return data
-        axes = FLIP_AXES[direction]
-        data["img"] = np.ascontiguousarray(np.flip(data["img"], axes))
-        if "label" in data:
-            data["label"] = np.ascontiguousarray(np.flip(data["label"], axes))
-        return data
+        return flip(data, FLIP_AXES[direction])
 
 
 @TRANSFORMS.register

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from gcseg.data.images import read_image, read_label
 from gcseg.errors import ConfigError, DataError
 from gcseg.registry import TRANSFORMS
 
@@ -69,31 +70,6 @@ def _probability(transform: str, arg: str, value: Any) -> float:
 
 def _where(data: Data) -> str:
     return str(data.get("img_path", "<image array>"))
-
-
-# ----------------------------------------------------------------------------- reading
-def read_image(path: Union[str, Path], to_rgb: bool = True) -> np.ndarray:
-    """An image file as ``HWC float32`` (RGB unless ``to_rgb`` is False)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        reason = "no such file" if not Path(path).is_file() else "not a readable image"
-        raise DataError(f"{path}: cannot read image ({reason})")
-    if to_rgb:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return image.astype(np.float32)
-
-
-def read_label(path: Union[str, Path]) -> np.ndarray:
-    """A label PNG as an ``HW`` array of class indices (palette PNGs give their indices)."""
-    try:
-        with Image.open(path) as image:
-            label = np.asarray(image)
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: cannot read label ({error})") from None
-    if label.ndim != 2:
-        raise DataError(f"{path}: label must be a single-channel (grayscale or palette) image, "
-                        f"got shape {label.shape}")
-    return label
 
 
 def check_same_size(image: np.ndarray, label: np.ndarray, img_path: Any, label_path: Any) -> None:
@@ -221,34 +197,39 @@ class Compose:
 
 
 # ----------------------------------------------------------------------------- flips
+def flip(data: Data, axes: Tuple[int, ...]) -> Data:
+    """Image and label (when present) flipped along ``axes`` (0: upside down, 1: left-right)."""
+    data["img"] = np.ascontiguousarray(np.flip(data["img"], axes))
+    if "label" in data:
+        data["label"] = np.ascontiguousarray(np.flip(data["label"], axes))
+    return data
+
+
+class _RandomFlipAlong:
+    """Flip image and label along ``axes`` with probability ``prob``."""
+
+    def __init__(self, prob: float, axes: Tuple[int, ...]) -> None:
+        self.prob = _probability(type(self).__name__, "prob", prob)
+        self.axes = axes
+
+    def __call__(self, data: Data) -> Data:
+        return flip(data, self.axes) if np.random.random() < self.prob else data
+
+
 @TRANSFORMS.register
-class RandomHorizontalFlip:
+class RandomHorizontalFlip(_RandomFlipAlong):
     """Flip image and label left-right with probability ``prob``."""
 
     def __init__(self, prob: float = 0.5) -> None:
-        self.prob = _probability("RandomHorizontalFlip", "prob", prob)
-
-    def __call__(self, data: Data) -> Data:
-        if np.random.random() < self.prob:
-            data["img"] = np.ascontiguousarray(data["img"][:, ::-1])
-            if "label" in data:
-                data["label"] = np.ascontiguousarray(data["label"][:, ::-1])
-        return data
+        super().__init__(prob, axes=(1,))
 
 
 @TRANSFORMS.register
-class RandomVerticalFlip:
+class RandomVerticalFlip(_RandomFlipAlong):
     """Flip image and label upside down with probability ``prob``."""
 
     def __init__(self, prob: float = 0.1) -> None:
-        self.prob = _probability("RandomVerticalFlip", "prob", prob)
-
-    def __call__(self, data: Data) -> Data:
-        if np.random.random() < self.prob:
-            data["img"] = np.ascontiguousarray(data["img"][::-1])
-            if "label" in data:
-                data["label"] = np.ascontiguousarray(data["label"][::-1])
-        return data
+        super().__init__(prob, axes=(0,))
 
 
 # ----------------------------------------------------------------------------- resizing

@@ -10,16 +10,15 @@ only its first conv. MMSeg's weights give MMSeg's outputs only with these semant
 Sub-layer names are ResNet-vd's (``conv1_1``, ``bb_{stage}_{block}.conv{k}``, ``short``), so
 one checkpoint layout serves both families; :mod:`gcseg.models.mmseg_keys` renames MMSeg's keys.
 """
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import paddle.nn as nn
 
 from gcseg.errors import ConfigError
 from gcseg.models.layers import ConvBN
 from gcseg.models.resnet_vd import (BasicBlock, BottleneckBlock, DeepStemResNet,
-                                     depth_variant_signature)
+                                     depth_variant)
 from gcseg.models.weights import load_weights
-from gcseg.registry import BACKBONES
 
 # layers -> blocks per stage (ResNet-18 uses basic blocks, the others bottlenecks)
 _DEPTHS = {18: [2, 2, 2, 2], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}
@@ -90,23 +89,6 @@ class ResNet_v1c(DeepStemResNet):
         return block_type(in_channels, width, stride, dilation, short)
 
 
-@BACKBONES.register
-def ResNet18_v1c(**kwargs: Any) -> ResNet_v1c:
-    """ResNet-18-V1c (MMSeg's ``resnet18_v1c``); keyword arguments as :class:`ResNet_v1c`."""
-    return ResNet_v1c(layers=18, **kwargs)
-
-
-@BACKBONES.register
-def ResNet50_v1c(**kwargs: Any) -> ResNet_v1c:
-    """ResNet-50-V1c (MMSeg's R-50); keyword arguments as :class:`ResNet_v1c`."""
-    return ResNet_v1c(layers=50, **kwargs)
-
-
-@BACKBONES.register
-def ResNet101_v1c(**kwargs: Any) -> ResNet_v1c:
-    """ResNet-101-V1c (MMSeg's R-101); keyword arguments as :class:`ResNet_v1c`."""
-    return ResNet_v1c(layers=101, **kwargs)
-
-
-for _variant in (ResNet18_v1c, ResNet50_v1c, ResNet101_v1c):
-    _variant.__signature__ = depth_variant_signature(ResNet_v1c)
+ResNet18_v1c = depth_variant(ResNet_v1c, 18)  # MMSeg's resnet18_v1c
+ResNet50_v1c = depth_variant(ResNet_v1c, 50)  # MMSeg's R-50
+ResNet101_v1c = depth_variant(ResNet_v1c, 101)  # MMSeg's R-101

@@ -13,7 +13,7 @@ Sub-layer names (``conv1_1``, ``bb_{stage}_{block}``, ``conv0``, ``short``, ...)
 PaddleSeg's, so its checkpoints load unchanged.
 """
 import inspect
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import paddle
 import paddle.nn as nn
@@ -169,44 +169,28 @@ class ResNet_vd(DeepStemResNet):
             load_weights(self, pretrained, what="backbone")
 
 
-@BACKBONES.register
-def ResNet18_vd(**kwargs: Any) -> ResNet_vd:
-    """ResNet-18-vd; keyword arguments as :class:`ResNet_vd`."""
-    return ResNet_vd(layers=18, **kwargs)
+def depth_variant(backbone_class: type, layers: int) -> Callable[..., nn.Layer]:
+    """``backbone_class`` at depth ``layers``, registered as the backbone a config names by
+    ``type:``: ``ResNet50_vd`` (PaddleSeg's name) for ``(ResNet_vd, 50)``, ``ResNet50_v1c`` for
+    ``(ResNet_v1c, 50)``. Its signature is the class's arguments without ``layers``, so the
+    config checker rejects misspelt or mistyped arguments by name."""
+    class_name = backbone_class.__name__
 
+    def build(**kwargs: Any) -> nn.Layer:
+        return backbone_class(layers=layers, **kwargs)
 
-@BACKBONES.register
-def ResNet34_vd(**kwargs: Any) -> ResNet_vd:
-    """ResNet-34-vd; keyword arguments as :class:`ResNet_vd`."""
-    return ResNet_vd(layers=34, **kwargs)
-
-
-@BACKBONES.register
-def ResNet50_vd(**kwargs: Any) -> ResNet_vd:
-    """ResNet-50-vd; keyword arguments as :class:`ResNet_vd`."""
-    return ResNet_vd(layers=50, **kwargs)
-
-
-@BACKBONES.register
-def ResNet101_vd(**kwargs: Any) -> ResNet_vd:
-    """ResNet-101-vd; keyword arguments as :class:`ResNet_vd`."""
-    return ResNet_vd(layers=101, **kwargs)
-
-
-@BACKBONES.register
-def ResNet152_vd(**kwargs: Any) -> ResNet_vd:
-    """ResNet-152-vd; keyword arguments as :class:`ResNet_vd`."""
-    return ResNet_vd(layers=152, **kwargs)
-
-
-def depth_variant_signature(backbone_class: type) -> inspect.Signature:
-    """``backbone_class``'s arguments without ``layers``: what a config may pass to a depth
-    variant such as ``ResNet50_vd``."""
-    params = [p for name, p in inspect.signature(backbone_class.__init__).parameters.items()
+    build.__name__ = build.__qualname__ = class_name.replace("ResNet_", f"ResNet{layers}_")
+    build.__module__ = backbone_class.__module__
+    build.__doc__ = f"{class_name}(layers={layers}); keyword arguments as :class:`{class_name}`."
+    params = [param for name, param in inspect.signature(backbone_class.__init__).parameters.items()
               if name not in ("self", "layers")]
-    return inspect.Signature([p.replace(kind=p.KEYWORD_ONLY) for p in params])
+    build.__signature__ = inspect.Signature([param.replace(kind=param.KEYWORD_ONLY)
+                                             for param in params])
+    return BACKBONES.register(build)
 
 
-# Lets the config checker reject misspelt or mistyped backbone arguments by name.
-for _variant in (ResNet18_vd, ResNet34_vd, ResNet50_vd, ResNet101_vd, ResNet152_vd):
-    _variant.__signature__ = depth_variant_signature(ResNet_vd)
+ResNet18_vd = depth_variant(ResNet_vd, 18)
+ResNet34_vd = depth_variant(ResNet_vd, 34)
+ResNet50_vd = depth_variant(ResNet_vd, 50)
+ResNet101_vd = depth_variant(ResNet_vd, 101)
+ResNet152_vd = depth_variant(ResNet_vd, 152)

@@ -19,49 +19,32 @@ import numpy as np
 import paddle
 import pytest
 
-from gcseg.data.quickstart import make_quickstart_dataset
 from gcseg.engine.checkpoint import Checkpointer
 from gcseg.engine.failures import as_training_error
 from gcseg.errors import TrainingError
 from gcseg.models.weights import load_state_dict_file
-from conftest import ROOT, error_lines
+from conftest import ROOT, error_lines, write_tiny_config
 
 TRAIN = ROOT / "scripts" / "train.py"
 ITERS = 6
 KILL_SEED = 2024
 ITER_DIR = re.compile(r"^iter_(\d+)$")
 
+# the tiny run of conftest, longer, checkpointing at every step
 CONFIG = """
-batch_size: 2
+_base_: tiny.yml
 iters: {iters}
-model:
-  type: GCNet
-  backbone: {{type: ResNet18_vd, output_stride: 8}}
-  gc_channels: 16
-optimizer: {{type: SGD, momentum: 0.9, weight_decay: 4.0e-5}}
-lr_scheduler: {{type: PolynomialDecay, learning_rate: 0.01, end_lr: 0.0, power: 0.9}}
-loss:
-  types: [{{type: CrossEntropyLoss}}]
-  coef: [1, 0.4]
-train_dataset:
-  type: Cityscapes
-  dataset_root: {root}
-  mode: train
-  transforms:
-    - {{type: RandomPaddingCrop, crop_size: [64, 32]}}
-    - {{type: RandomHorizontalFlip}}
-    - {{type: Normalize}}
 global: {{device: cpu, num_workers: 0}}
-train: {{log_iters: 1, save_interval: 1, keep_checkpoint_max: 2, seed: 3}}
+train: {{save_interval: 1, keep_checkpoint_max: 2, seed: 3}}
 """
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fault")
-    make_quickstart_dataset(root / "data", num_train=4, num_val=1, size=(64, 32))
-    path = root / "tiny.yml"
-    path.write_text(CONFIG.format(iters=ITERS, root=root / "data"))
+    write_tiny_config(root, num_train=4)
+    path = root / "fault.yml"
+    path.write_text(CONFIG.format(iters=ITERS))
     return path
 
 
