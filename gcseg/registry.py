@@ -38,8 +38,9 @@ class Registry:
             return by_lower[name.lower()]
         close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
+        shown = f"'{name}'" if name.isprintable() else repr(name)  # the message stays one line
         raise ConfigError(
-            f"unknown {self.kind} type '{name}'{hint} (known: {', '.join(sorted(self._entries))})")
+            f"unknown {self.kind} type {shown}{hint} (known: {', '.join(sorted(self._entries))})")
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries

@@ -330,6 +330,12 @@ def test_unknown_type_names_file_key_and_close_names(tmp_path):
     assert "loss.types.0.type" in message and "did you mean CrossEntropyLoss" in message
 
 
+def test_an_unknown_type_with_a_line_break_stays_one_line(tmp_path):
+    path = write(tmp_path, "c.yml", 'iters: 10\nlr_scheduler: {type: "Poly\\nDecay"}\n')
+    message = config_error(path, None, "lr_scheduler")
+    assert "\n" not in message and "unknown lr_scheduler type 'Poly\\nDecay'" in message
+
+
 @pytest.mark.parametrize("name", ["[]", "{a: 1}", "3"])
 def test_a_type_that_is_not_a_name(tmp_path, name):
     path = write(tmp_path, "c.yml", f"iters: 10\nlr_scheduler: {{type: {name}}}\n")
