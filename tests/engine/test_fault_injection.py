@@ -30,10 +30,11 @@ ITERS = 6
 KILL_SEED = 2024
 ITER_DIR = re.compile(r"^iter_(\d+)$")
 
-# the tiny run of conftest, longer, checkpointing at every step
+# the tiny run of conftest, longer, checkpointing at every step, without warmup
 CONFIG = """
 _base_: tiny.yml
 iters: {iters}
+lr_scheduler: {{warmup_iters: 0}}
 global: {{device: cpu, num_workers: 0}}
 train: {{save_interval: 1, keep_checkpoint_max: 2, seed: 3}}
 """
