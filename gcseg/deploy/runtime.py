@@ -5,8 +5,8 @@ program: Paddle Inference) unless the caller picks one. Paddle Inference runs wi
 default (oneDNN on), as a deployer who never heard of gcseg would load it, unless the
 :class:`~gcseg.deploy.inference_options.InferenceOptions` (given as keywords) say otherwise.
 ``precision="bf16"`` (oneDNN bfloat16) runs only where the CPU has AVX512-BF16 / AMX-BF16 and
-Paddle really computes in bf16 there: a probe whose bf16 logits equal the fp32 ones bit for bit
-refuses it (Paddle accepted the option and silently computed fp32 on such a CPU, BENCHMARKS.md).
+Paddle really computes in bf16 there: a probe whose bf16 output equals the fp32 one bit for bit
+refuses it (BENCHMARKS.md records a bf16 CPU where Paddle accepted the option and computed fp32).
 """
 import os
 from typing import Dict, Optional
@@ -20,7 +20,7 @@ from gcseg.deploy.inference_options import (InferenceOptions, check_options, des
 from gcseg.errors import UsageError
 
 RUNTIMES = ("auto", "paddle", "onnxruntime")
-BF16_PROBE_SIZE = (64, 64)  # H, W of the image that tells bf16 from fp32 where H, W are dynamic
+BF16_PROBE_SIZE = (128, 128)  # H, W of the image that tells bf16 from fp32 where H, W are dynamic
 
 
 def predictor_config(model_dir: str, options: InferenceOptions,
