@@ -6,7 +6,6 @@ runs after one warm-up each. PaddleSeg is imported only here, never by the produ
 """
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 
+from benchmarks.deploy_memory import peak_rss_of_this_process_mb
 from benchmarks.flops import count_flops, count_parameters
 from gcseg.cpu_env import malloc_environment, recommended_settings
 from gcseg.deploy.fold_bn import fold_batchnorm
@@ -263,7 +263,8 @@ def deploy_rows(forward, model, image, repeats: int, work_dir: str,
                 cpuinfo: str = "/proc/cpuinfo") -> List[Row]:
     """Paddle Inference in bf16 (oneDNN, same threads) against the fp32 engine ``forward``: on
     a CPU without bf16 instructions one row saying so; where the bf16 logits equal the fp32
-    ones bit for bit, the rows say that bf16 was not applied rather than time fp32 as bf16."""
+    ones bit for bit (on the runtime's probe or on ``image``), the rows say that bf16 was not
+    applied rather than time fp32 as bf16."""
     from gcseg.cpu_env import cpu_supports_bf16
     from gcseg.deploy.export import export_model
     from gcseg.deploy.runtime import DeployedModel
@@ -273,7 +274,10 @@ def deploy_rows(forward, model, image, repeats: int, work_dir: str,
                     None, None)]
     export_model(model, work_dir, output_op="none")
     batch = image.numpy()
-    bf16 = DeployedModel(work_dir, bf16=True, cpu_threads=cpu_threads())
+    try:
+        bf16 = DeployedModel(work_dir, precision="bf16", cpu_threads=cpu_threads())
+    except UsageError as error:  # its probe: Paddle computes bf16 bit for bit as fp32 here
+        return [Row(f"{BF16_ROW}: not applied ({error})", "-", None, None)]
     times = time_alternating({"bf16": lambda: bf16.run(batch),
                               "fp32": lambda: sync(forward(image)[0])}, repeats)
     out32, out16 = forward(image)[0].numpy(), bf16.run(batch)
@@ -332,19 +336,6 @@ def memory_child(impl: str, config: str, size: Tuple[int, int], opts: Sequence[s
         print(peak_rss_of_this_process_mb())
 
 
-def peak_rss_of_this_process_mb() -> float:
-    """``VmHWM`` of this process. (``ru_maxrss`` is no good here: Linux carries the parent's
-    peak into a child across fork + exec, so every child reported the benchmark's own peak.)"""
-    try:
-        with open("/proc/self/status", encoding="utf-8") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def train_memory_child(impl: str, config: str, size: Tuple[int, int],
                        opts: Sequence[str]) -> None:
     """Build one implementation with SGD + momentum and run one training step (batch 2, its
@@ -379,6 +370,30 @@ def train_memory_rows(config: str, size: Tuple[int, int], opts: Sequence[str]) -
         rows.append(Row(f"peak memory (RSS, build + 1 train step, batch 2), {label}", "MB",
                         _child_output_mb(code.format(impl="gcseg"), env), paddleseg))
     return rows
+
+
+DEPLOY_MEMORY_ROW = ("peak memory (RSS, fresh process: load the export + 1 forward), ONNX "
+                     "Runtime without Paddle (vs Paddle Inference)")
+
+
+def deploy_memory_rows(model, size: Tuple[int, int], work_dir: str) -> List[Row]:
+    """Peak RSS of a fresh process that loads the BN-folded export and runs one forward of
+    ``size`` (W, H): ONNX Runtime on paddle2onnx's conversion of that export (the process never
+    imports Paddle) against Paddle Inference (gcseg's default config); same input, same
+    threads."""
+    from gcseg.deploy.export import export_model
+    from gcseg.deploy.onnx_export import convert_export_to_onnx
+    export_dir = os.path.join(work_dir, "memory_export")
+    export_model(model, export_dir, output_op="none")
+    onnx_dir = os.path.join(export_dir, "onnx")
+    convert_export_to_onnx(export_dir, onnx_dir)
+    env = dict(plain_environment(), **recommended_settings())
+    threads = int(env["OMP_NUM_THREADS"])
+    peaks = {runtime: _child_output_mb(
+        "from benchmarks.deploy_memory import deploy_memory_child; "
+        f"deploy_memory_child({model_dir!r}, {runtime!r}, {tuple(size)!r}, {threads})", env)
+        for runtime, model_dir in (("onnxruntime", onnx_dir), ("paddle", export_dir))}
+    return [Row(DEPLOY_MEMORY_ROW, "MB", peaks["onnxruntime"], peaks["paddle"])]
 
 
 def _child_output_mb(code: str, env: Dict[str, str]) -> float:
@@ -595,6 +610,8 @@ def run_benchmark(config: str, input_size: Tuple[int, int] = (512, 256), repeats
                         peak_rss_mb("gcseg", config, input_size, opts),
                         peak_rss_mb("paddleseg", config, input_size, opts)))
         rows += train_memory_rows(config, input_size, opts)
+        if deploy and onnx_tools_installed():
+            rows += deploy_memory_rows(folded, input_size, work_dir)
     if val_images:
         rows += val_process_rows(model, cfg.dic, work_dir, input_size, val_images,
                                  val_repeats)

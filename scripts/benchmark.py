@@ -26,7 +26,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="skip the Paddle Inference fp32/bf16 and ONNX Runtime rows "
                              "(the ONNX rows need gcseg[onnx])")
     parser.add_argument("--no_memory", action="store_true",
-                        help="skip the peak-memory row (two child processes)")
+                        help="skip the peak-memory rows (child processes; with the deploy "
+                             "rows and gcseg[onnx]: ONNX Runtime vs Paddle Inference too)")
     parser.add_argument("--val_images", type=int, default=0,
                         help="add the whole-process rows: scripts/val.py vs PaddleSeg's "
                              "evaluate on this many generated images of --input_size")

@@ -1,4 +1,5 @@
-"""Segment images with an exported model (scripts/export.py) through Paddle Inference.
+"""Segment images with an exported model (scripts/export.py) through Paddle Inference or ONNX
+Runtime, with the flags of PaddleSeg's deploy/python/infer.py.
 
 The ``gcseg-infer`` command (gcseg/commands/infer.py); ``--help`` lists its flags.
 """

@@ -12,7 +12,8 @@ releases follow Paddle's program formats, so the call is picked by the installed
 Opset 17 is the default (ONNX's ``LayerNormalization``); opsets below 13 are raised to 13
 with a note, because paddle2onnx 2.x aborts the process (no exception) on them when it may
 not upgrade. paddle2onnx runs in a child process (see :func:`_convert`), and success is judged
-by the file it writes.
+by the file it writes. Paddle is imported only where a Paddle version is needed, so that running
+an ONNX model (:mod:`gcseg.deploy.onnx_runtime`) loads no Paddle.
 """
 import importlib
 import importlib.util
@@ -22,7 +23,6 @@ import subprocess
 import sys
 from typing import Any, Dict
 
-import paddle
 import yaml
 
 from gcseg.deploy.deploy_yml import DEPLOY_FILE, read_deploy
@@ -34,9 +34,14 @@ MIN_OPSET = 13
 CONVERSION_TIMEOUT_SECONDS = 900
 
 
+def paddle_version() -> str:
+    import paddle
+    return paddle.__version__
+
+
 def paddle_major() -> int:
     """The installed Paddle's major version (0 for a development build counts as 3)."""
-    return int(paddle.__version__.split(".")[0]) or 3
+    return int(paddle_version().split(".")[0]) or 3
 
 
 def onnx_extra() -> str:
@@ -66,13 +71,13 @@ def import_paddle2onnx(purpose: str = "ONNX export") -> Any:
     try:
         module = importlib.import_module("paddle2onnx")
     except (ImportError, ValueError) as error:  # 2.x raises ValueError beside Paddle 2.6
-        raise UsageError(f"paddle2onnx does not import with Paddle {paddle.__version__} "
+        raise UsageError(f"paddle2onnx does not import with Paddle {paddle_version()} "
                          f"(it needs paddle2onnx {expected}: pip install \"gcseg[{onnx_extra()}]"
                          f"\"): {str(error).splitlines()[0]}") from error
     major = int(module.__version__.split(".")[0])
     if (major >= 2) != (paddle_major() >= 3):
         raise UsageError(f"paddle2onnx {module.__version__} cannot read Paddle "
-                         f"{paddle.__version__}'s programs; install paddle2onnx {expected}: "
+                         f"{paddle_version()}'s programs; install paddle2onnx {expected}: "
                          f"pip install \"gcseg[{onnx_extra()}]\"")
     return module
 

@@ -2,57 +2,48 @@
 
 The runtime follows the model file ``deploy.yaml`` names (``model.onnx``: ONNX Runtime, a Paddle
 program: Paddle Inference) unless the caller picks one. Paddle Inference runs with its own CPU
-default (oneDNN on), as a deployer who never heard of gcseg would load it; ``use_onednn=False``
-is the fallback, ``bf16=True`` runs oneDNN in bfloat16 on CPUs with AVX512-BF16 / AMX-BF16 and
-is refused elsewhere, where Paddle accepted the option and silently computed fp32 (logits
-identical to fp32, BENCHMARKS.md).
+default (oneDNN on), as a deployer who never heard of gcseg would load it, unless the
+:class:`~gcseg.deploy.inference_options.InferenceOptions` (given as keywords) say otherwise.
+``precision="bf16"`` (oneDNN bfloat16) runs only where the CPU has AVX512-BF16 / AMX-BF16 and
+Paddle really computes in bf16 there: a probe whose bf16 output equals the fp32 one bit for bit
+refuses it (BENCHMARKS.md records a bf16 CPU where Paddle accepted the option and computed fp32).
 """
 import os
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional
 
 import numpy as np
-from PIL import Image
 
-from gcseg.cpu_env import cpu_supports_bf16
 from gcseg.data.images import read_image
 from gcseg.deploy.deploy_yml import read_deploy
+from gcseg.deploy.inference_options import (InferenceOptions, check_options, describe_config,
+                                            paddle_config)
 from gcseg.errors import UsageError
 
 RUNTIMES = ("auto", "paddle", "onnxruntime")
-# Predictor options that ONNX Runtime cannot honour, with the value that asks for them.
-PADDLE_ONLY_OPTIONS = {"use_gpu": True, "bf16": True, "use_onednn": False}
+BF16_PROBE_SIZE = (128, 128)  # H, W of the image that tells bf16 from fp32 where H, W are dynamic
 
 
-def create_predictor(model_dir: str, *, model_file: Optional[str] = None,
-                     use_onednn: bool = True, bf16: bool = False,
-                     cpu_threads: Optional[int] = None, use_gpu: bool = False, gpu_id: int = 0,
-                     shape_cache_capacity: Optional[int] = None):
-    """A ``paddle.inference`` predictor for ``model_dir`` (its deploy.yaml's program unless
-    ``model_file`` names one; default config unless told), on the CPU or, with ``use_gpu``, on
-    GPU ``gpu_id``.
+def predictor_config(model_dir: str, options: InferenceOptions,
+                     model_file: Optional[str] = None):
+    """The ``paddle.inference.Config`` of ``model_dir``'s program (its deploy.yaml's unless
+    ``model_file`` names one) under ``options``."""
+    deploy = read_deploy(model_dir)
+    return paddle_config(os.path.join(model_dir, model_file or deploy["model"]),
+                         os.path.join(model_dir, deploy.get("params", "model.pdiparams")),
+                         options)
+
+
+def create_predictor(model_dir: str, *, model_file: Optional[str] = None, **options):
+    """A ``paddle.inference`` predictor for ``model_dir`` under the
+    :class:`~gcseg.deploy.inference_options.InferenceOptions` given as keywords (default: the
+    CPU, Paddle's default config).
 
     Paddle Inference runs on one CPU thread unless ``cpu_threads`` says otherwise (it ignores
     ``OMP_NUM_THREADS``); ``shape_cache_capacity`` bounds oneDNN's per-input-shape cache."""
     from paddle import inference
-    deploy = read_deploy(model_dir)
-    config = inference.Config(os.path.join(model_dir, model_file or deploy["model"]),
-                              os.path.join(model_dir, deploy.get("params", "model.pdiparams")))
-    config.disable_glog_info()
-    if use_gpu:
-        config.enable_use_gpu(256, gpu_id)
-    elif not use_onednn:
-        config.disable_mkldnn()
-    elif bf16:
-        if not cpu_supports_bf16():
-            raise UsageError("bf16 is not supported on this CPU (no avx512_bf16 / amx_bf16 in "
-                             "/proc/cpuinfo); run in fp32 (without --bf16)")
-        config.enable_mkldnn_bfloat16()
-    if cpu_threads:
-        config.set_cpu_math_library_num_threads(int(cpu_threads))
-    if shape_cache_capacity and use_onednn and not use_gpu:
-        config.set_mkldnn_cache_capacity(int(shape_cache_capacity))
-    return inference.create_predictor(config)
+    settings = InferenceOptions(**options)
+    check_options(settings)
+    return inference.create_predictor(predictor_config(model_dir, settings, model_file))
 
 
 def _model_file(model_dir: str, deploy: Dict, runtime: str) -> str:
@@ -75,49 +66,101 @@ def _model_file(model_dir: str, deploy: Dict, runtime: str) -> str:
                          f"(--runtime onnxruntime or auto)") from None
 
 
-class PaddleInferenceRunner:
-    """A Paddle Inference predictor: ``run(batch [N, 3, H, W]) -> the first output``."""
+def run_predictor(predictor, batch: np.ndarray) -> np.ndarray:
+    """The first output of ``predictor`` for ``batch [N, 3, H, W]``."""
+    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    handle.reshape(list(batch.shape))
+    handle.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
+    predictor.run()
+    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
 
-    def __init__(self, model_dir: str, **predictor_options) -> None:
-        self.predictor = create_predictor(model_dir, **predictor_options)
+
+def probe_batch(model_dir: str) -> np.ndarray:
+    """A random batch of the shape the export takes (one image of ``BF16_PROBE_SIZE`` where
+    the batch or the size is dynamic)."""
+    batch, channels, height, width = read_deploy(model_dir).get("input_shape", [-1, 3, -1, -1])
+    shape = [batch if batch > 0 else 1, channels, height if height > 0 else BF16_PROBE_SIZE[0],
+             width if width > 0 else BF16_PROBE_SIZE[1]]
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+
+def check_bf16_applied(model_dir: str, predictor, options: Dict) -> None:
+    """A one-line UsageError when ``predictor`` (created with ``precision="bf16"``) computes a
+    probe batch bit for bit as the fp32 predictor does: bf16 was accepted but not applied."""
+    import paddle
+    batch = probe_batch(model_dir)
+    fp32 = create_predictor(model_dir, **{**options, "precision": "fp32"})
+    if np.array_equal(run_predictor(predictor, batch), run_predictor(fp32, batch)):
+        raise UsageError(f"--precision bf16: Paddle {paddle.__version__}'s oneDNN computed a "
+                         "probe image bit for bit as in fp32 (bf16 accepted but not applied on "
+                         "this CPU); use --precision fp32")
+
+
+class PaddleInferenceRunner:
+    """A Paddle Inference predictor: ``run(batch [N, 3, H, W]) -> the first output``;
+    ``description`` says what it runs on, as its config reports it."""
+
+    def __init__(self, model_dir: str, model_file: Optional[str] = None, **options) -> None:
+        self.predictor = create_predictor(model_dir, model_file=model_file, **options)
+        self.model_dir, self.model_file = model_dir, model_file
+        self.options = InferenceOptions(**options)
+        if self.options.precision == "bf16":
+            check_bf16_applied(model_dir, self.predictor, dict(options, model_file=model_file))
+
+    @property
+    def description(self) -> str:
+        return describe_config(predictor_config(self.model_dir, self.options, self.model_file),
+                               self.options)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        handle = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        handle.reshape(list(batch.shape))
-        handle.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
-        self.predictor.run()
-        return self.predictor.get_output_handle(
-            self.predictor.get_output_names()[0]).copy_to_cpu()
+        return run_predictor(self.predictor, batch)
 
 
-def open_runner(model_dir: str, runtime: str = "auto", **predictor_options):
-    """The runner for ``model_dir`` (see the module docstring); ``runtime`` is ``auto``,
-    ``paddle`` or ``onnxruntime``. ``cpu_threads`` applies to both; the other options to
-    Paddle Inference only, and asking ONNX Runtime for them is a one-line error."""
+def resolve_runtime(model_dir: str, runtime: str = "auto") -> str:
+    """``paddle`` or ``onnxruntime``: ``runtime``, or for ``auto`` the one the model file
+    deploy.yaml names needs."""
     if runtime not in RUNTIMES:
         raise UsageError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    deploy = read_deploy(model_dir)
-    if runtime == "auto":
-        runtime = "onnxruntime" if deploy["model"].endswith(".onnx") else "paddle"
-    model_file = _model_file(model_dir, deploy, runtime)
+    if runtime != "auto":
+        return runtime
+    return "onnxruntime" if read_deploy(model_dir)["model"].endswith(".onnx") else "paddle"
+
+
+def check_runtime_options(model_dir: str, runtime: str, options: InferenceOptions) -> None:
+    """A one-line UsageError for ``options`` that ``runtime`` (``paddle`` or ``onnxruntime``)
+    cannot run here."""
     if runtime == "paddle":
-        return PaddleInferenceRunner(model_dir, model_file=model_file, **predictor_options)
-    unsupported = sorted(name for name, value in PADDLE_ONLY_OPTIONS.items()
-                         if predictor_options.get(name, not value) == value)
+        check_options(options)
+        return
+    unsupported = options.paddle_only_flags()
     if unsupported:
         raise UsageError(f"{model_dir}: {', '.join(unsupported)} apply to Paddle Inference, not "
                          f"to ONNX Runtime (which runs on the CPU in float32)")
+
+
+def open_runner(model_dir: str, runtime: str = "auto", **options):
+    """The runner for ``model_dir`` (see the module docstring); ``runtime`` is ``auto``,
+    ``paddle`` or ``onnxruntime``. ``cpu_threads`` and ``print_detail`` apply to both; the
+    other options to Paddle Inference only, and asking ONNX Runtime for them is a one-line
+    error."""
+    runtime = resolve_runtime(model_dir, runtime)
+    model_file = _model_file(model_dir, read_deploy(model_dir), runtime)
+    if runtime == "paddle":
+        return PaddleInferenceRunner(model_dir, model_file=model_file, **options)
+    settings = InferenceOptions(**options)
+    check_runtime_options(model_dir, runtime, settings)
     from gcseg.deploy.onnx_runtime import OnnxRuntimeRunner
     return OnnxRuntimeRunner(os.path.join(model_dir, model_file),
-                             cpu_threads=predictor_options.get("cpu_threads"))
+                             cpu_threads=settings.cpu_threads, verbose=settings.print_detail)
 
 
 class DeployedModel:
-    """``deploy.yaml`` preprocessing + a runner: ``run(batch)`` and ``predict_file(path)``."""
+    """``deploy.yaml`` preprocessing + a runner: ``run(batch)``, ``labels(output)`` and
+    ``predict_file(path)``."""
 
-    def __init__(self, model_dir: str, runtime: str = "auto", **predictor_options) -> None:
+    def __init__(self, model_dir: str, runtime: str = "auto", **options) -> None:
         self.deploy = read_deploy(model_dir)
-        self.runner = open_runner(model_dir, runtime, **predictor_options)
+        self.runner = open_runner(model_dir, runtime, **options)
         normalize = self.deploy["normalize"]
         self.mean = np.asarray(normalize["mean"], dtype=np.float32).reshape([-1, 1, 1])
         self.std = np.asarray(normalize["std"], dtype=np.float32).reshape([-1, 1, 1])
@@ -132,25 +175,13 @@ class DeployedModel:
         """The model's output for ``batch [N, 3, H, W]``."""
         return self.runner.run(batch)
 
-    def predict_file(self, image_path: str) -> np.ndarray:
-        """Class ids ``[H, W]`` of one image file (whatever the exported output op)."""
-        output = self.run(self.preprocess(image_path))
+    def labels(self, output: np.ndarray) -> np.ndarray:
+        """Class ids ``[N, H, W]`` of a batch's output, whatever the exported output op (an
+        argmax over the classes of logits or probabilities, PaddleSeg's ``--with_argmax``)."""
         if self.deploy["output_op"] == "argmax":
-            return output[0].astype(np.int64)
-        return output[0].argmax(axis=0)
+            return output.astype(np.int64)
+        return output.argmax(axis=1)
 
-
-def infer_images(model_dir: str, image_paths: Sequence[str], save_dir: str,
-                 runtime: str = "auto", **predictor_options) -> List[str]:
-    """Segment ``image_paths`` with the exported model (``runtime``: see :func:`open_runner`);
-    writes ``save_dir/<name>.png`` label images (pixel value = class id) and returns their
-    paths."""
-    model = DeployedModel(model_dir, runtime, **predictor_options)
-    os.makedirs(save_dir, exist_ok=True)
-    written = []
-    for image_path in image_paths:
-        label = model.predict_file(image_path)
-        out_path = os.path.join(save_dir, Path(image_path).stem + ".png")
-        Image.fromarray(label.astype(np.uint8)).save(out_path)
-        written.append(out_path)
-    return written
+    def predict_file(self, image_path: str) -> np.ndarray:
+        """Class ids ``[H, W]`` of one image file."""
+        return self.labels(self.run(self.preprocess(image_path)))[0]

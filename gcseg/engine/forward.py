@@ -75,7 +75,8 @@ def _open_runner(backend: str, export_dir: str):
         from gcseg.deploy.runtime import PaddleInferenceRunner
         gpu_id = current_gpu_id()
         return PaddleInferenceRunner(export_dir, cpu_threads=cpu_threads(),
-                                     use_gpu=gpu_id is not None, gpu_id=gpu_id or 0,
+                                     device="cpu" if gpu_id is None else "gpu",
+                                     device_id=gpu_id or 0,
                                      shape_cache_capacity=SHAPE_CACHE_CAPACITY)
     from gcseg.deploy.onnx_export import convert_export_to_onnx
     from gcseg.deploy.onnx_runtime import OnnxRuntimeRunner

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks.compare import (BF16_ROW, format_table, paddleseg_loss, run_benchmark,
-                                time_alternating, write_json)
+from benchmarks.compare import (BF16_ROW, DEPLOY_MEMORY_ROW, deploy_memory_rows, format_table,
+                                paddleseg_loss, run_benchmark, time_alternating, write_json)
 
 # A complete PaddleSeg-style config: PaddleSeg's own Config (the whole-process row) insists on
 # batch_size, iters, train_dataset, optimizer, lr_scheduler and loss.
@@ -72,6 +72,7 @@ def test_benchmark_end_to_end_table(tmp_path):
                  "ONNX Runtime forward (vs PaddleSeg dygraph)"):
         assert name in rows
     assert any(name.startswith(BF16_ROW) for name in rows)  # measured, or "not supported"
+    assert DEPLOY_MEMORY_ROW not in rows  # a memory row: memory=False leaves it out
     assert rows["ONNX Runtime max |logit - Paddle Inference| / max |logit|"]["gcseg"] <= 1e-4
     whole = [row for name, row in rows.items() if name.startswith("val.py whole process")]
     assert len(whole) == 2 and all(row["gcseg"] > 0 and row["paddleseg"] > 0 for row in whole)
@@ -122,3 +123,15 @@ def test_the_peak_rss_of_a_script_and_of_code_is_measured_in_the_child(tmp_path)
     code = _run([sys.executable, "-c", "import sys; b = bytearray(int(sys.argv[1]) * 2 ** 20); "
                  "b[::4096] = b'x' * len(b[::4096])", "200"], env)
     assert big >= 300 and small < 100 and 200 <= code < 300, (big, small, code)
+
+
+def test_the_deploy_memory_row_measures_onnx_runtime_without_paddle(gcnet, tmp_path):
+    """Two fresh processes load the same export and run one forward: ONNX Runtime's never
+    imports Paddle (its child fails if it does), so it stays far below Paddle Inference's,
+    whose import alone is hundreds of MB."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("paddle2onnx")
+    (row,) = deploy_memory_rows(gcnet, (96, 64), str(tmp_path))
+    assert row.name == DEPLOY_MEMORY_ROW and row.unit == "MB"
+    assert 0 < row.gcseg < row.paddleseg, (row.gcseg, row.paddleseg)
+    assert (tmp_path / "memory_export" / "onnx" / "model.onnx").is_file()

@@ -152,8 +152,8 @@ def test_infer_runtime_flag_and_what_a_directory_holds(exports):
         DeployedModel(str(exports / "onnx"), runtime="paddle")
     with pytest.raises(UsageError, match="no model.onnx"):
         DeployedModel(str(exports / "paddle"), runtime="onnxruntime")
-    with pytest.raises(UsageError, match="bf16 apply to Paddle Inference"):
-        DeployedModel(str(exports / "onnx"), bf16=True)
+    with pytest.raises(UsageError, match="--precision bf16 apply to Paddle Inference"):
+        DeployedModel(str(exports / "onnx"), precision="bf16")
 
 
 @pytest.mark.parametrize("script, hidden, package", [

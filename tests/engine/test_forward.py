@@ -47,8 +47,8 @@ def test_auto_picks_a_compiled_engine_and_leaves_the_model_alone(gcnet):
     assert all(np.array_equal(keys[k], v.numpy()) for k, v in gcnet.state_dict().items())
 
 
-@pytest.mark.parametrize("device, use_gpu, gpu_id", [("cpu", False, 0), ("gpu:1", True, 1)])
-def test_predictor_runs_on_the_device_paddle_computes_on(gcnet, monkeypatch, device, use_gpu,
+@pytest.mark.parametrize("device, kind, gpu_id", [("cpu", "cpu", 0), ("gpu:1", "gpu", 1)])
+def test_predictor_runs_on_the_device_paddle_computes_on(gcnet, monkeypatch, device, kind,
                                                          gpu_id):
     """On a GPU build the predictor is created on Paddle's GPU, not silently on the CPU; ``auto``
     still picks dygraph there. (This machine has no GPU: the options the predictor is created
@@ -65,8 +65,8 @@ def test_predictor_runs_on_the_device_paddle_computes_on(gcnet, monkeypatch, dev
     monkeypatch.setattr(paddle, "get_device", lambda: device)
     assert backend_name(inference_forward(gcnet, "predictor")) == "predictor"
     options = created_with[-1]  # create_predictor's defaults where not given
-    assert (options.get("use_gpu", False), options.get("gpu_id", 0)) == (use_gpu, gpu_id)
-    assert backend_name(inference_forward(gcnet)) in (("dygraph",) if use_gpu
+    assert (options.get("device", "cpu"), options.get("device_id", 0)) == (kind, gpu_id)
+    assert backend_name(inference_forward(gcnet)) in (("dygraph",) if kind == "gpu"
                                                       else COMPILED_BACKENDS)
 
 
