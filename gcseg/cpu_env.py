@@ -106,6 +106,18 @@ def keep_freed_memory_in_the_heap() -> Dict[str, str]:
             if mallopt(number, value) == 1}
 
 
+def return_freed_memory() -> bool:
+    """Hand the heap's free pages back to the system (glibc ``malloc_trim``); False where the
+    C library has no such call. For after a large object is dropped: freed blocks between
+    live ones otherwise stay in the process's RSS, and the next large object adds to them."""
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 class _LineFilter:
     """``sys.stderr`` minus whole lines starting with ``dropped``, while ``active``; after that
     a plain pass-through (Paddle's loggers keep the stream they saw while it was imported)."""

@@ -14,12 +14,13 @@ the model fails). The model passed in is not modified (unless the caller asks fo
 to be released once a compiled backend holds them); every backend is a snapshot of its weights.
 On the command line the choice is ``--engine``; ``eval_results.json`` records it as ``engine``.
 """
+import contextlib
 import gc
 import os
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -81,8 +82,10 @@ def _open_runner(backend: str, export_dir: str):
     from gcseg.deploy.onnx_export import convert_export_to_onnx
     from gcseg.deploy.onnx_runtime import OnnxRuntimeRunner
     onnx_dir = os.path.join(export_dir, "onnx")
-    return OnnxRuntimeRunner(convert_export_to_onnx(export_dir, onnx_dir)["model"],
-                             cpu_threads=cpu_threads())
+    onnx_path = os.path.join(onnx_dir, "model.onnx")
+    if not os.path.isfile(onnx_path):  # converted once per export, reopened from the file
+        onnx_path = convert_export_to_onnx(export_dir, onnx_dir)["model"]
+    return OnnxRuntimeRunner(onnx_path, cpu_threads=cpu_threads())
 
 
 def _first_line(error: Exception) -> str:
@@ -108,26 +111,44 @@ def _checked(backend: str, export_dir: str, probe: paddle.Tensor,
     return compiled
 
 
+def _probe(model: nn.Layer) -> Tuple[paddle.Tensor, np.ndarray]:
+    """A random probe image and ``model``'s logits for it, the reference every compiled
+    backend must match."""
+    probe = paddle.to_tensor(np.random.default_rng(0).standard_normal(PROBE_SHAPE)
+                             .astype(np.float32))
+    with paddle.no_grad():
+        return probe, model(probe)[0].numpy()
+
+
+@contextlib.contextmanager
+def _exported(model: nn.Layer) -> Iterator[str]:
+    """A temporary directory holding ``model`` exported with BN folded (removed on exit; a
+    compiled backend holds its own copy of the weights). Raises :class:`GcsegError` naming
+    the export's failure: no backend can run what was not exported."""
+    from gcseg.deploy.export import export_model
+    with tempfile.TemporaryDirectory(prefix="gcseg_engine_") as work_dir:
+        try:
+            export_model(model, work_dir, output_op="none")
+        except Exception as error:  # noqa: BLE001 - reported as the backends' failure
+            raise GcsegError(f"the export failed: {_first_line(error)}") from None
+        gc.collect()  # the traced BN-folded copy sits in reference cycles: free it first
+        yield work_dir
+
+
 def compile_backends(model: nn.Layer, backends: Sequence[str]
                     ) -> Dict[str, Union[CompiledModel, GcsegError]]:
     """``model`` (in eval mode) exported once with BN folded and loaded into each of
     ``backends``: per backend the :class:`CompiledModel`, or the error when the export or the
     runtime fails or it disagrees with the dygraph model by more than ``RELATIVE_TOLERANCE``
     on a random probe image."""
-    from gcseg.deploy.export import export_model
-    probe = paddle.to_tensor(np.random.default_rng(0).standard_normal(PROBE_SHAPE)
-                             .astype(np.float32))
-    with paddle.no_grad():
-        reference = model(probe)[0].numpy()
-    with tempfile.TemporaryDirectory(prefix="gcseg_engine_") as work_dir:
-        try:
-            export_model(model, work_dir, output_op="none")
-            gc.collect()  # the traced BN-folded copy sits in reference cycles: free it first
-        except Exception as error:  # noqa: BLE001 - no backend can run what was not exported
-            return {backend: GcsegError(f"{RUNTIME_LABELS[backend]} could not run the model: "
-                                       f"the export failed: {_first_line(error)}")
+    probe, reference = _probe(model)
+    try:
+        with _exported(model) as work_dir:
+            return {backend: _checked(backend, work_dir, probe, reference)
                     for backend in backends}
-        return {backend: _checked(backend, work_dir, probe, reference) for backend in backends}
+    except GcsegError as error:
+        return {backend: GcsegError(f"{RUNTIME_LABELS[backend]} could not run the model: "
+                                    f"{error}") for backend in backends}
 
 
 def compile_for_inference(model: nn.Layer, backend: str = "predictor") -> CompiledModel:
@@ -144,28 +165,26 @@ def compile_for_inference(model: nn.Layer, backend: str = "predictor") -> Compil
     return result
 
 
-def _median_seconds(compiled: Dict[str, CompiledModel]) -> Dict[str, float]:
-    """Median forward time of each compiled backend on a ``TIMING_SHAPE`` image, alternating
-    backends round by round so that load from other processes hits them alike."""
+def _median_seconds(forward: CompiledModel) -> float:
+    """Median forward time of a compiled backend on a ``TIMING_SHAPE`` image, after a warm-up
+    (kernel selection, caches)."""
     image = paddle.to_tensor(np.random.default_rng(1).standard_normal(TIMING_SHAPE)
                              .astype(np.float32))
-    times: Dict[str, List[float]] = {name: [] for name in compiled}
-    for name, forward in compiled.items():
-        forward(image)  # warm-up: kernel selection, caches
+    forward(image)
+    times = []
     for _ in range(TIMING_ROUNDS):
-        for name, forward in compiled.items():
-            start = time.perf_counter()
-            forward(image)
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(values)) for name, values in times.items()}
+        start = time.perf_counter()
+        forward(image)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
-def _agreed_backends(working: Dict[str, CompiledModel], seconds: Dict[str, float]
-                    ) -> Tuple[List[str], Dict[str, float]]:
-    """The compiled backends that run on every process, and their times summed over processes:
-    in a distributed evaluation all processes must take the same backend."""
+def _agreed_backends(seconds: Dict[str, float]) -> Tuple[List[str], Dict[str, float]]:
+    """The compiled backends that run on every process (``seconds`` has the local ones that
+    run, timed when both do), and their times summed over processes: in a distributed
+    evaluation all processes must take the same backend."""
     from gcseg.engine.distributed import all_reduce_sum, get_world_size
-    local = [float(name in working) for name in COMPILED_BACKENDS] + \
+    local = [float(name in seconds) for name in COMPILED_BACKENDS] + \
         [seconds.get(name, 0.0) for name in COMPILED_BACKENDS]
     summed = all_reduce_sum(paddle.to_tensor(local, dtype="float32")).numpy()
     count = len(COMPILED_BACKENDS)
@@ -174,31 +193,66 @@ def _agreed_backends(working: Dict[str, CompiledModel], seconds: Dict[str, float
     return agreed, dict(zip(COMPILED_BACKENDS, (float(v) for v in summed[count:])))
 
 
-def _choose_auto(model: nn.Layer) -> CompiledModel:
+def _choose_auto(model: nn.Layer, release_model: bool = False) -> CompiledModel:
     """Compile every backend that can run here; the faster of those that agree with dygraph
-    wins, once per process, with one line saying why. Raises when none can be used."""
+    wins, once per process, with one line saying why. Raises when none can be used.
+
+    The backends are compiled and timed one after the other, never two alive at once: each
+    holds its own copies of the weights (GCNet-R50: both together took a val.py process from
+    ~1.05 to ~1.55 GB, above PaddleSeg's ~1.2). The winner is kept when it was timed last,
+    else reopened from the same export. With ``release_model`` the model's weights are freed
+    as soon as one backend agrees with it (dygraph will not be needed)."""
     from gcseg.deploy.onnx_export import onnx_tools_installed
     candidates = ["predictor"] + (["onnxruntime"] if onnx_tools_installed() else [])
-    results = compile_backends(model, candidates)
-    working = {name: r for name, r in results.items() if isinstance(r, CompiledModel)}
-    agreed, seconds = _agreed_backends(working, _median_seconds(working)
-                                      if len(working) == len(COMPILED_BACKENDS) else {})
-    if not agreed:
-        raise next((r for r in results.values() if isinstance(r, GcsegError)),
-                   GcsegError("no compiled backend runs in every process"))
-    if len(agreed) == len(COMPILED_BACKENDS):
-        choice = min(agreed, key=seconds.get)
-        reason = (f"ONNX Runtime took {seconds['onnxruntime'] / seconds['predictor']:.2f}x "
-                  f"Paddle Inference's time on a {TIMING_SHAPE[3]}x{TIMING_SHAPE[2]} image")
-    else:
-        choice, = agreed
-        other = next(name for name in COMPILED_BACKENDS if name != choice)
-        reason = ("ONNX Runtime: onnxruntime/paddle2onnx not installed" if other not in results
-                  else str(results[other]) if other not in working
-                  else f"{RUNTIME_LABELS[other]} fails in another process")
+    probe, reference = _probe(model)
+    with _exported(model) as work_dir:
+        seconds: Dict[str, float] = {}
+        errors: Dict[str, GcsegError] = {}
+        last: Optional[CompiledModel] = None
+        for backend in candidates:
+            last = None
+            _free_memory()  # the previous runtime's weights go before the next one loads its own
+            last = _checked(backend, work_dir, probe, reference)
+            if isinstance(last, GcsegError):
+                errors[backend], last = last, None
+                continue
+            if release_model:
+                release_parameters(model)
+            seconds[backend] = _median_seconds(last) if len(candidates) > 1 else 0.0
+        agreed, summed = _agreed_backends(seconds)
+        if not agreed:
+            raise next(iter(errors.values()), GcsegError("no compiled backend runs in every "
+                                                         "process"))
+        choice, reason = _auto_reason(agreed, summed, candidates, errors)
+        if last is None or last.backend != choice:
+            last = None
+            _free_memory()
+            last = _checked(choice, work_dir, probe, reference)
+            if isinstance(last, GcsegError):
+                raise last
     _AUTO_CHOICE["backend"] = choice
     print(f"gcseg: evaluation backend {choice} for this process ({reason})", file=sys.stderr)
-    return working[choice]
+    return last
+
+
+def _free_memory() -> None:
+    from gcseg.cpu_env import return_freed_memory
+    gc.collect()
+    return_freed_memory()
+
+
+def _auto_reason(agreed: List[str], seconds: Dict[str, float], candidates: List[str],
+                 errors: Dict[str, GcsegError]) -> Tuple[str, str]:
+    """``auto``'s choice among the ``agreed`` backends and the reason it prints."""
+    if len(agreed) == len(COMPILED_BACKENDS):
+        choice = min(agreed, key=seconds.get)
+        return choice, (f"ONNX Runtime took {seconds['onnxruntime'] / seconds['predictor']:.2f}x "
+                        f"Paddle Inference's time on a {TIMING_SHAPE[3]}x{TIMING_SHAPE[2]} image")
+    choice, = agreed
+    other = next(name for name in COMPILED_BACKENDS if name != choice)
+    return choice, ("ONNX Runtime: onnxruntime/paddle2onnx not installed"
+                    if other not in candidates else str(errors[other]) if other in errors
+                    else f"{RUNTIME_LABELS[other]} fails in another process")
 
 
 def current_gpu_id() -> Optional[int]:
@@ -219,6 +273,11 @@ def release_parameters(model: nn.Layer) -> None:
         tensor._clear_data()
 
 
+def has_weights(model: nn.Layer) -> bool:
+    """False once :func:`release_parameters` freed ``model``'s weights."""
+    return all(tensor._is_initialized() for tensor in model.parameters())
+
+
 def inference_forward(model: nn.Layer, backend: str = "auto", precision: str = "fp32",
                       release_model: bool = False) -> Forward:
     """The forward function evaluation should call for ``model`` (see the module docstring).
@@ -236,9 +295,9 @@ def inference_forward(model: nn.Layer, backend: str = "auto", precision: str = "
     try:
         compiled = (compile_for_inference(model, backend) if backend != "auto"
                     else compile_for_inference(model, _AUTO_CHOICE["backend"])
-                    if "backend" in _AUTO_CHOICE else _choose_auto(model))
+                    if "backend" in _AUTO_CHOICE else _choose_auto(model, release_model))
     except GcsegError as error:
-        if backend != "auto":
+        if backend != "auto" or not has_weights(model):  # released: no dygraph to fall back on
             raise
         print(f"gcseg: evaluating with dygraph ({error})", file=sys.stderr)
         return fold_batchnorm(model)

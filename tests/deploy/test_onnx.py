@@ -7,8 +7,10 @@ fixes its input; scripts/export.py --format onnx + scripts/infer.py write the dy
 without the optional packages the scripts stop with one line naming the extra; ``auto`` picks
 the faster of the engines that agree with dygraph, once per process.
 """
+import gc
 import subprocess
 import sys
+import weakref
 
 import numpy as np
 import paddle
@@ -62,8 +64,7 @@ def compiled_engines(gcnet):
 @pytest.fixture
 def reuse_compiled(monkeypatch, compiled_engines):
     """``auto`` gets the engines compiled once for this module instead of compiling anew."""
-    monkeypatch.setattr(forward, "compile_backends",
-                        lambda model, names: {name: compiled_engines[name] for name in names})
+    monkeypatch.setattr(forward, "_checked", lambda backend, *args: compiled_engines[backend])
 
 
 def run_script(name, *args, hide=(), timeout=300):
@@ -219,16 +220,39 @@ def test_auto_takes_the_faster_engine_once_per_process(gcnet, monkeypatch, fresh
     timed = []
 
     def median_seconds(compiled):
-        timed.append(sorted(compiled))
-        return {"predictor": 1.0, "onnxruntime": onnx_seconds}
+        timed.append(compiled.backend)
+        return {"predictor": 1.0, "onnxruntime": onnx_seconds}[compiled.backend]
 
     monkeypatch.setattr(forward, "_median_seconds", median_seconds)
     assert backend_name(inference_forward(gcnet)) == expected
     assert backend_name(inference_forward(gcnet)) == expected  # the cached decision
-    assert timed == [["onnxruntime", "predictor"]]
+    assert timed == ["predictor", "onnxruntime"]
     lines = [line for line in capsys.readouterr().err.splitlines() if "evaluation backend" in line]
     assert lines == [f"gcseg: evaluation backend {expected} for this process (ONNX Runtime took "
                      f"{onnx_seconds:.2f}x Paddle Inference's time on a 256x128 image)"]
+
+
+@pytest.mark.parametrize("onnx_seconds", [0.5, 2.0])
+def test_auto_never_holds_two_engines_at_once(gcnet, monkeypatch, fresh_auto_choice,
+                                              onnx_seconds):
+    """Each engine holds its own copy of the weights: auto times them one after the other,
+    the first freed before the second loads, and keeps only the winner."""
+    alive = []
+
+    def median_seconds(compiled):
+        gc.collect()
+        alive.append([runner() is not None for runner in runners])
+        runners.append(weakref.ref(compiled.runner))
+        return {"predictor": 1.0, "onnxruntime": onnx_seconds}[compiled.backend]
+
+    runners = []
+    monkeypatch.setattr(forward, "_median_seconds", median_seconds)
+    chosen = inference_forward(gcnet)
+    gc.collect()
+    assert alive == [[], [False]]  # the predictor was gone when ONNX Runtime was timed
+    assert [runner() is not None for runner in runners] == \
+        ([False, True] if onnx_seconds < 1 else [False, False])  # the winner reopened
+    assert backend_name(chosen) == ("onnxruntime" if onnx_seconds < 1 else "predictor")
 
 
 def test_auto_never_takes_an_engine_that_disagrees_with_dygraph(gcnet, monkeypatch,

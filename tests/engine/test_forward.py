@@ -123,3 +123,23 @@ def test_evaluate_can_release_the_model_once_the_predictor_holds_its_weights():
     np.testing.assert_array_equal(kept["confusion_matrix"], released["confusion_matrix"])
     freed = [not parameter._is_initialized() for parameter in model.parameters()]
     assert all(freed) if released["engine"] != "dygraph" else not any(freed)
+
+
+def test_a_released_model_is_not_evaluated_with_dygraph_when_no_backend_is_agreed(
+        gcnet, monkeypatch, capsys):
+    """``release_model`` frees the weights once a backend agrees with the model; if the
+    processes then agree on no backend, the run stops with the reason instead of falling back
+    to a dygraph model without weights. Without ``release_model`` it falls back."""
+    monkeypatch.setattr(forward, "_agreed_backends", lambda seconds: ([], {}))
+    twin = GCNet(5, ResNet18_vd(output_stride=8), gc_channels=32)
+    twin.set_state_dict(gcnet.state_dict())
+    twin.eval()
+    for model, release in ((gcnet, False), (twin, True)):
+        monkeypatch.setattr(forward, "_AUTO_CHOICE", {})  # decided anew, as in a new process
+        if release:
+            with pytest.raises(GcsegError, match="no compiled backend runs in every process"):
+                inference_forward(model, release_model=True)
+            assert not forward.has_weights(model)
+        else:
+            assert backend_name(inference_forward(model)) == "dygraph"
+            assert forward.has_weights(model)
