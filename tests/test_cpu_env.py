@@ -14,8 +14,9 @@ from conftest import ROOT
 # Allocates, fills and frees a 64 MiB block 20 times with the C library's malloc (above glibc's
 # largest automatic mmap threshold, 32 MiB, so untuned every block is a fresh mapping) and
 # prints the minor page faults that took.
+# With --returned the loop runs inside cpu_env.freed_memory_returned(), and once more after it.
 FAULTS_OF_REUSE = """
-import ctypes, resource, sys
+import contextlib, ctypes, resource, sys
 sys.path.insert(0, {root!r})
 from gcseg import cpu_env
 print(cpu_env.configure(argv=sys.argv, announce=False))
@@ -23,12 +24,20 @@ libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 size = 64 << 20
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(20):
-    block = libc.malloc(size)
-    ctypes.memset(block, 1, size)
-    libc.free(block)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+def faults_of_reuse():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        block = libc.malloc(size)
+        ctypes.memset(block, 1, size)
+        libc.free(block)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+returned = "--returned" in sys.argv
+with cpu_env.freed_memory_returned() if returned else contextlib.nullcontext():
+    print(faults_of_reuse())
+if returned:
+    print(faults_of_reuse())
 """
 
 
@@ -37,8 +46,8 @@ def run_faults(*argv: str, **env: str):
              if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", cpu_env.OPT_OUT_ENV)}
     out = subprocess.run([sys.executable, "-c", FAULTS_OF_REUSE.format(root=str(ROOT)), *argv],
                          env={**clean, **env}, capture_output=True, text=True, check=True)
-    applied, faults = out.stdout.split("\n")[:2]
-    return applied, int(faults)
+    applied, *faults = out.stdout.splitlines()
+    return (applied, *map(int, faults))
 
 
 glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
@@ -52,6 +61,16 @@ def test_tuned_malloc_reuses_freed_blocks_instead_of_faulting_them_in_again():
     # untuned every block is faulted in afresh, tuned the first one only (how many faults a
     # block takes depends on the kernel's page sizes; the ratio does not)
     assert untuned > 5 * tuned
+
+
+@glibc_only
+def test_freed_memory_is_returned_inside_the_span_and_kept_after_it():
+    """Inside ``freed_memory_returned`` glibc maps and unmaps large blocks again (every block
+    faulted in afresh, as untuned); after it, gcseg's setting is back."""
+    _, tuned = run_faults()
+    _, inside, after = run_faults("--returned")
+    assert inside > 5 * tuned
+    assert after <= 2 * tuned + 100
 
 
 @glibc_only

@@ -202,6 +202,7 @@ def _choose_auto(model: nn.Layer, release_model: bool = False) -> CompiledModel:
     ~1.05 to ~1.55 GB, above PaddleSeg's ~1.2). The winner is kept when it was timed last,
     else reopened from the same export. With ``release_model`` the model's weights are freed
     as soon as one backend agrees with it (dygraph will not be needed)."""
+    from gcseg.cpu_env import freed_memory_returned
     from gcseg.deploy.onnx_export import onnx_tools_installed
     candidates = ["predictor"] + (["onnxruntime"] if onnx_tools_installed() else [])
     probe, reference = _probe(model)
@@ -212,7 +213,8 @@ def _choose_auto(model: nn.Layer, release_model: bool = False) -> CompiledModel:
         for backend in candidates:
             last = None
             _free_memory()  # the previous runtime's weights go before the next one loads its own
-            last = _checked(backend, work_dir, probe, reference)
+            with freed_memory_returned():
+                last = _checked(backend, work_dir, probe, reference)
             if isinstance(last, GcsegError):
                 errors[backend], last = last, None
                 continue
@@ -227,7 +229,8 @@ def _choose_auto(model: nn.Layer, release_model: bool = False) -> CompiledModel:
         if last is None or last.backend != choice:
             last = None
             _free_memory()
-            last = _checked(choice, work_dir, probe, reference)
+            with freed_memory_returned():
+                last = _checked(choice, work_dir, probe, reference)
             if isinstance(last, GcsegError):
                 raise last
     _AUTO_CHOICE["backend"] = choice
