@@ -29,13 +29,28 @@ def saved_program_file(save_dir: str, prefix: str) -> str:
                             f"{'/'.join(SAVED_PROGRAM_SUFFIXES)} file")
 
 
-def _drop_trace_records() -> None:
+def _trace_recorders() -> list:
+    """The objects holding per-trace records: the ProgramTranslator's (the legacy program IR,
+    Paddle 2.6) and, where Paddle 3.x traces to PIR, the module-level recorders of
+    ``paddle.jit.dy2static.parameter_recorder``."""
     from paddle.jit.dy2static.program_translator import ProgramTranslator
     translator = ProgramTranslator.get_instance()
-    for name in ("_params_recorder", "_inplace_map"):
-        records = getattr(getattr(translator, name, None), "params_dict", None)
-        if isinstance(records, dict):
-            records.clear()
+    recorders = [getattr(translator, "_params_recorder", None),
+                 getattr(translator, "_inplace_map", None)]
+    try:
+        from paddle.jit.dy2static import parameter_recorder
+    except ImportError:  # Paddle 2.6
+        return recorders
+    return recorders + [getattr(parameter_recorder, "_global_parameter_recorder", None),
+                        getattr(parameter_recorder, "_global_inplace_map", None)]
+
+
+def _drop_trace_records() -> None:
+    for recorder in _trace_recorders():
+        for name in ("params_dict", "tensor2value"):  # tensor2value: PIR's parameter Values
+            records = getattr(recorder, name, None)
+            if isinstance(records, dict):
+                records.clear()
 
 
 @contextlib.contextmanager
@@ -45,8 +60,10 @@ def isolated_static_trace() -> Iterator[None]:
     Paddle (2.6 and 3.x) records the parameters a trace touches under ``id(program)`` and drops
     them only when the trace succeeds. After a failed trace (a model that cannot be exported,
     which the ``auto`` engine tolerates) a later program that reuses that id inherits the stale
-    parameters and ``paddle.jit.save`` fails with ``KeyError: '<param>_deepcopy_<n>'``. No trace
-    is in flight when an export starts, so the records are cleared before and after it."""
+    parameters: ``paddle.jit.save`` fails with ``KeyError: '<param>_deepcopy_<n>'`` or, on
+    Paddle 3.x's PIR, crashes the process reading a parameter Value of the freed program
+    (SIGSEGV/SIGFPE). No trace is in flight when an export starts, so the records are cleared
+    before and after it."""
     _drop_trace_records()
     try:
         yield

@@ -9,38 +9,76 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 PIP_FLAGS=(--quiet --disable-pip-version-check)
+SKIP_PADDLE26=${GCSEG_SKIP_PADDLE26:-0}
+LOGS=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$LOGS"' EXIT
 
 make_venv() {  # make_venv DIR
   [ -x "$1/bin/python" ] || "$PYTHON" -m venv "$1"
   "$1/bin/python" -m pip install "${PIP_FLAGS[@]}" --upgrade pip
 }
 
-echo "== installing Paddle 3 environment (.venv)"
-make_venv .venv
-.venv/bin/pip install "${PIP_FLAGS[@]}" -r requirements-cpu.txt -r requirements.txt -r requirements-test.txt
-.venv/bin/pip install "${PIP_FLAGS[@]}" --no-deps -e .
-# The PaddleSeg oracle: --no-deps (its pins break numpy 2); the few modules it imports.
-.venv/bin/pip install "${PIP_FLAGS[@]}" --no-deps paddleseg==2.8.0
-.venv/bin/pip install "${PIP_FLAGS[@]}" filelock scipy prettytable scikit-learn
+install_paddle3() {
+  make_venv .venv
+  # The PaddleSeg oracle's few imports (it is installed --no-deps below: its pins break numpy 2).
+  .venv/bin/pip install "${PIP_FLAGS[@]}" -r requirements-cpu.txt -r requirements.txt \
+    -r requirements-test.txt filelock scipy prettytable scikit-learn
+}
 
-echo "== installing the MMSegmentation oracle (.venv-mmseg, for the parity tests)"
-PYTHON="$PYTHON" bash scripts/install_mmseg_oracle.sh .venv-mmseg
-
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
-grep -q AuthenticAMD /proc/cpuinfo 2>/dev/null && export MKL_DEBUG_CPU_TYPE=${MKL_DEBUG_CPU_TYPE:-5}
-
-if [ "${GCSEG_SKIP_PADDLE26:-0}" = "0" ]; then
-  echo "== installing Paddle 2.6.2 environment (.venv-paddle26)"
+install_paddle26() {
   make_venv .venv-paddle26
   .venv-paddle26/bin/pip install "${PIP_FLAGS[@]}" "paddlepaddle==2.6.2" "numpy<2" \
     "opencv-python-headless<4.11" Pillow pyyaml tqdm visualdl safetensors pytest hypothesis \
     setuptools wheel "scipy<1.14" "scikit-learn<1.6" filelock prettytable matplotlib \
     cityscapesscripts imgviz "paddle2onnx==1.3.1" onnxruntime
-  .venv-paddle26/bin/pip install "${PIP_FLAGS[@]}" --no-deps -e . paddleseg==2.8.0
+}
+
+install_gcseg_and_paddleseg() {  # install_gcseg_and_paddleseg VENV (setuptools is installed)
+  "$1/bin/pip" install "${PIP_FLAGS[@]}" --no-deps --no-build-isolation -e . paddleseg==2.8.0
+}
+
+declare -A PIDS
+start() {  # start NAME COMMAND...: run in the background, output to NAME's log
+  "${@:2}" > "$LOGS/$1.log" 2>&1 &
+  PIDS[$1]=$!
+}
+
+finish() {  # finish NAME: wait for it and show its output; a failure stops the script
+  local status=0
+  wait "${PIDS[$1]}" || status=$?
+  cat "$LOGS/$1.log"
+  if [ "$status" != 0 ]; then
+    echo "== installing $1 failed (exit $status)" >&2
+    exit "$status"
+  fi
+}
+
+# The environments install side by side: pip spends its time on one core unpacking wheels and
+# waiting on the package index, so on a 2-core machine this takes minutes less than one by one.
+echo "== installing Paddle 3 (.venv), the MMSegmentation oracle (.venv-mmseg, for the parity" \
+  "tests) and, unless skipped, Paddle 2.6.2 (.venv-paddle26)"
+start paddle3 install_paddle3
+start mmseg env PYTHON="$PYTHON" bash scripts/install_mmseg_oracle.sh .venv-mmseg
+if [ "$SKIP_PADDLE26" = 0 ]; then
+  start paddle26 install_paddle26
+fi
+finish paddle3
+# one editable install at a time: each writes gcseg.egg-info in this directory
+install_gcseg_and_paddleseg .venv
+if [ "$SKIP_PADDLE26" = 0 ]; then
+  finish paddle26
+  install_gcseg_and_paddleseg .venv-paddle26
+fi
+finish mmseg
+
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
+grep -q AuthenticAMD /proc/cpuinfo 2>/dev/null && export MKL_DEBUG_CPU_TYPE=${MKL_DEBUG_CPU_TYPE:-5}
+
+if [ "$SKIP_PADDLE26" = 0 ]; then
   echo "== Paddle 2.6.2: the suite but its slow end-to-end quickstart run"
-  .venv-paddle26/bin/python -m pytest -q -p no:cacheprovider -m "not paddle3_only and not slow" \
-    tests
+  .venv-paddle26/bin/python -m pytest -q -p no:cacheprovider --durations=25 \
+    -m "not paddle3_only and not slow" tests
 fi
 
 echo "== Paddle 3: the whole suite"
-.venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 tests "$@"

@@ -134,9 +134,13 @@ def voc_tree(root: Path, oracle: Path) -> Path:
 
 def test_val_on_mmseg_labels_scores_every_pixel_right(oracle, tmp_path):
     devkit = voc_tree(tmp_path / "data", oracle)
+    # --engine predictor: how auto picks an engine is tested in tests/engine and tests/deploy;
+    # its choice would convert this R-50 to ONNX and time both runtimes first
     run_script("val.py", "--model_path", str(oracle / "gcnet.pth"), "--save_dir",
-               str(tmp_path / "eval"), "--opts", f"val_dataset.dataset_root={devkit}")
+               str(tmp_path / "eval"), "--engine", "predictor",
+               "--opts", f"val_dataset.dataset_root={devkit}")
     results = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
+    assert results["engine"] == "predictor"
     matrix = np.asarray(results["confusion_matrix"])
     ties = sum(int(near_ties(logits).sum()) for logits, _ in mmseg_results(oracle).values())
     assert matrix.sum() == sum(labels.size for _, labels in mmseg_results(oracle).values())

@@ -259,11 +259,12 @@ def test_a_resumed_run_does_not_fetch_the_pretrained_weights_its_checkpoint_repl
 
 def test_the_configs_test_auc_roc_reaches_the_evaluations_during_training(tmp_path):
     """PaddleSeg passes its test_config (auc_roc included) to the evaluations of train()."""
-    config_path = write_tiny_config(tmp_path)
-    trainer = run_tiny(config_path, tmp_path / "out", ["test.auc_roc=True"], do_eval=True,
-                       use_vdl=True)
+    config_path = write_tiny_config(tmp_path)  # iters=2: one evaluation (save_interval 2)
+    trainer = run_tiny(config_path, tmp_path / "out", ["test.auc_roc=True", "iters=2"],
+                       do_eval=True, use_vdl=True)
     results = trainer.summary()["last_eval"]
     assert 0.0 <= results["auc_roc"] <= 1.0
     assert eval_scalars(results)["Evaluate/AUC_ROC"] == results["auc_roc"]
-    plain = run_tiny(config_path, tmp_path / "plain", do_eval=True).summary()["last_eval"]
+    plain = run_tiny(config_path, tmp_path / "plain", ["iters=2"],
+                     do_eval=True).summary()["last_eval"]
     assert "auc_roc" not in plain and "Evaluate/AUC_ROC" not in eval_scalars(plain)

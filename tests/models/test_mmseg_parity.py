@@ -197,7 +197,7 @@ val_dataset:
         logits = model(image_of(r18))[0].numpy()
     assert_close(logits, np.load(r18 / "oracle.npz")["whole"])
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "val.py"), "--config",
-                             str(config), "--model_path", str(checkpoint)],
+                             str(config), "--model_path", str(checkpoint), "--engine", "predictor"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "mIoU" in result.stdout + result.stderr
