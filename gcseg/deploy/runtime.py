@@ -7,14 +7,15 @@ is the fallback, ``bf16=True`` runs oneDNN in bfloat16 on CPUs with AVX512-BF16 
 is refused elsewhere, where Paddle accepted the option and silently computed fp32 (logits
 identical to fp32, BENCHMARKS.md).
 """
+import contextlib
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
-from gcseg.cpu_env import cpu_supports_bf16
+from gcseg.cpu_env import cpu_supports_bf16, cpu_threads
 from gcseg.deploy.deploy_yml import read_deploy
 from gcseg.errors import UsageError
 
@@ -74,17 +75,38 @@ def _model_file(model_dir: str, deploy: Dict, runtime: str) -> str:
                          f"(--runtime onnxruntime or auto)") from None
 
 
+@contextlib.contextmanager
+def process_math_threads() -> Iterator[None]:
+    """Within the block Paddle Inference may change the thread count of MKL and OpenMP; after
+    it they run on the process's threads (:func:`gcseg.cpu_env.cpu_threads`) again.
+
+    Paddle Inference (2.6 and 3.x) sets that count for MKL (process-wide) and for the calling
+    thread's OpenMP, not for its predictor alone: creating a predictor sets it to the predictor's
+    ``cpu_math_library_num_threads`` (1 unless told), and every run ends by setting it to 1, "to
+    avoid thread conflict" in a serving process. Dygraph Paddle computes with the same count, so
+    training steps after an evaluation by the predictor ran on one thread."""
+    try:
+        yield
+    finally:
+        from paddle.base import core
+        core.set_num_threads(cpu_threads())
+
+
 class PaddleInferenceRunner:
-    """A Paddle Inference predictor: ``run(batch [N, 3, H, W]) -> the first output``."""
+    """A Paddle Inference predictor: ``run(batch [N, 3, H, W]) -> the first output``. It leaves
+    the process's MKL/OpenMP thread count as gcseg's CPU set-up chose it (see
+    :func:`process_math_threads`)."""
 
     def __init__(self, model_dir: str, **predictor_options) -> None:
-        self.predictor = create_predictor(model_dir, **predictor_options)
+        with process_math_threads():
+            self.predictor = create_predictor(model_dir, **predictor_options)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         handle = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         handle.reshape(list(batch.shape))
         handle.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
-        self.predictor.run()
+        with process_math_threads():
+            self.predictor.run()
         return self.predictor.get_output_handle(
             self.predictor.get_output_names()[0]).copy_to_cpu()
 
