@@ -66,6 +66,12 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_threads() -> int:
+    """The thread count the CPU set-up chose (``OMP_NUM_THREADS``), else every usable core."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else usable_cores()
+
+
 def processes_per_node() -> int:
     """Processes sharing this machine under ``paddle.distributed.launch`` (1 otherwise)."""
     for key in ("PADDLE_LOCAL_SIZE", "PADDLE_TRAINERS_NUM"):

@@ -279,11 +279,14 @@ def gcnet():
 
 
 def run_predictor(predictor, batch: np.ndarray) -> np.ndarray:
-    """One batch through a Paddle Inference predictor, as a deployer runs it."""
+    """One batch through a Paddle Inference predictor, as a deployer runs it. (Each run leaves
+    MKL/OpenMP on one thread; the test process gets its threads back afterwards.)"""
+    from gcseg.deploy.runtime import process_math_threads
     handle = predictor.get_input_handle(predictor.get_input_names()[0])
     handle.reshape(list(batch.shape))
     handle.copy_from_cpu(batch)
-    predictor.run()
+    with process_math_threads():
+        predictor.run()
     return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
 
 

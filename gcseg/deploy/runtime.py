@@ -8,11 +8,13 @@ default (oneDNN on), as a deployer who never heard of gcseg would load it, unles
 Paddle really computes in bf16 there: a probe whose bf16 output equals the fp32 one bit for bit
 refuses it (BENCHMARKS.md records a bf16 CPU where Paddle accepted the option and computed fp32).
 """
+import contextlib
 import os
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 import numpy as np
 
+from gcseg.cpu_env import cpu_threads
 from gcseg.data.images import read_image
 from gcseg.deploy.deploy_yml import read_deploy
 from gcseg.deploy.inference_options import (InferenceOptions, check_options, describe_config,
@@ -43,7 +45,8 @@ def create_predictor(model_dir: str, *, model_file: Optional[str] = None, **opti
     from paddle import inference
     settings = InferenceOptions(**options)
     check_options(settings)
-    return inference.create_predictor(predictor_config(model_dir, settings, model_file))
+    with process_math_threads():
+        return inference.create_predictor(predictor_config(model_dir, settings, model_file))
 
 
 def _model_file(model_dir: str, deploy: Dict, runtime: str) -> str:
@@ -66,12 +69,30 @@ def _model_file(model_dir: str, deploy: Dict, runtime: str) -> str:
                          f"(--runtime onnxruntime or auto)") from None
 
 
+@contextlib.contextmanager
+def process_math_threads() -> Iterator[None]:
+    """Within the block Paddle Inference may change the thread count of MKL and OpenMP; after
+    it they run on the process's threads (:func:`gcseg.cpu_env.cpu_threads`) again.
+
+    Paddle Inference (2.6 and 3.x) sets that count for MKL (process-wide) and for the calling
+    thread's OpenMP, not for its predictor alone: creating a predictor sets it to the predictor's
+    ``cpu_math_library_num_threads`` (1 unless told), and every run ends by setting it to 1, "to
+    avoid thread conflict" in a serving process. Dygraph Paddle computes with the same count, so
+    training steps after an evaluation by the predictor ran on one thread."""
+    try:
+        yield
+    finally:
+        from paddle.base import core
+        core.set_num_threads(cpu_threads())
+
+
 def run_predictor(predictor, batch: np.ndarray) -> np.ndarray:
     """The first output of ``predictor`` for ``batch [N, 3, H, W]``."""
     handle = predictor.get_input_handle(predictor.get_input_names()[0])
     handle.reshape(list(batch.shape))
     handle.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
-    predictor.run()
+    with process_math_threads():
+        predictor.run()
     return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
 
 
@@ -98,7 +119,8 @@ def check_bf16_applied(model_dir: str, predictor, options: Dict) -> None:
 
 class PaddleInferenceRunner:
     """A Paddle Inference predictor: ``run(batch [N, 3, H, W]) -> the first output``;
-    ``description`` says what it runs on, as its config reports it."""
+    ``description`` says what it runs on, as its config reports it. It leaves the process's
+    MKL/OpenMP thread count as gcseg's CPU set-up chose it (see :func:`process_math_threads`)."""
 
     def __init__(self, model_dir: str, model_file: Optional[str] = None, **options) -> None:
         self.predictor = create_predictor(model_dir, model_file=model_file, **options)

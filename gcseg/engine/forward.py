@@ -26,6 +26,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from gcseg.cpu_env import cpu_threads
 from gcseg.deploy.fold_bn import fold_batchnorm
 from gcseg.engine.inference import Forward
 from gcseg.errors import GcsegError, UsageError
@@ -56,13 +57,6 @@ class CompiledModel:
 
     def __call__(self, images: paddle.Tensor) -> List[paddle.Tensor]:
         return [paddle.to_tensor(self.runner.run(images.numpy()))]
-
-
-def cpu_threads() -> int:
-    """The thread count the CPU set-up chose (``OMP_NUM_THREADS``), else every usable core."""
-    from gcseg.cpu_env import usable_cores
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else usable_cores()
 
 
 def max_relative_difference(ours: np.ndarray, reference: np.ndarray) -> float:

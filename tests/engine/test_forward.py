@@ -1,10 +1,15 @@
 """The evaluation engine: the Paddle Inference predictor computes the unfused dygraph logits
 (within 1e-4 relative), and ``auto`` falls back to dygraph where no compiled engine can run.
 (ONNX Runtime and how ``auto`` chooses between compiled backends: deploy/test_onnx.py.)"""
+import ctypes
+import os
+from typing import Dict
+
 import numpy as np
 import paddle
 import pytest
 
+from gcseg.cpu_env import cpu_threads
 from gcseg.engine import forward
 from gcseg.engine.evaluator import evaluate
 from gcseg.engine.forward import (backend_name, compile_for_inference, inference_forward,
@@ -143,3 +148,35 @@ def test_a_released_model_is_not_evaluated_with_dygraph_when_no_backend_is_agree
         else:
             assert backend_name(inference_forward(model)) == "dygraph"
             assert forward.has_weights(model)
+
+
+# The thread-count getter of each math library Paddle's CPU wheels load.
+THREAD_COUNT_GETTERS = {"libmklml_intel": "MKL_Get_Max_Threads", "libiomp5": "omp_get_max_threads",
+                        "libgomp": "omp_get_max_threads"}
+
+
+def math_library_threads() -> Dict[str, int]:
+    """How many threads MKL and each OpenMP runtime loaded in this process will use (for OpenMP:
+    in this thread), asked of the libraries themselves."""
+    with open("/proc/self/maps", encoding="utf-8") as maps:
+        paths = {line.split()[-1] for line in maps if ".so" in line}
+    counts = {}
+    for path in sorted(paths):
+        library = os.path.basename(path).partition(".so")[0]
+        if library in THREAD_COUNT_GETTERS:
+            counts[library] = getattr(ctypes.CDLL(path), THREAD_COUNT_GETTERS[library])()
+    return counts
+
+
+def test_the_predictor_leaves_mkl_and_openmp_on_the_process_threads(gcnet):
+    """Paddle Inference sets MKL's and OpenMP's thread count when a predictor is created and to 1
+    after every run; training after an evaluation then ran on one thread."""
+    image = paddle.to_tensor(np.random.default_rng(3).standard_normal((1, 3, 64, 64))
+                             .astype("float32"))
+    paddle.matmul(image, image)  # dygraph's MKL is loaded
+    compiled = compile_for_inference(gcnet)
+    compiled(image)
+    threads = math_library_threads()
+    if "libmklml_intel" not in threads or cpu_threads() == 1:
+        pytest.skip("needs Paddle's MKL (mklml) and more than one thread to show")
+    assert threads == {library: cpu_threads() for library in threads}

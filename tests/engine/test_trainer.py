@@ -2,10 +2,12 @@
 import logging
 import re
 
+import numpy as np
 import paddle
 import pytest
 
 from gcseg.config import Config
+from gcseg.engine import forward
 from gcseg.engine.checkpoint import Checkpointer
 from gcseg.engine.trainer import Hook, StepResult, Trainer, TrainSettings, train
 from gcseg.errors import TrainingError, UsageError
@@ -71,6 +73,26 @@ def test_evaluation_during_training_uses_the_configs_test_section(tmp_path):
     inference = summary["last_eval"]["inference"]
     assert inference["is_slide"] is True
     assert tuple(inference["crop_size"]) == (32, 32) and tuple(inference["stride"]) == (16, 16)
+
+
+def test_evaluations_during_training_change_neither_the_losses_nor_the_model(tmp_path,
+                                                                            monkeypatch):
+    """An evaluation by the predictor (a BN-folded export with matmul resizes, run by Paddle
+    Inference) leaves nothing behind that later steps see: the model keeps its layers and train
+    mode, the process its thread count, so the losses and weights equal those of the same run
+    without evaluations."""
+    monkeypatch.setitem(forward._AUTO_CHOICE, "backend", "predictor")  # what "auto" runs
+    config_path, opts = write_tiny_config(tmp_path), ["iters=6"]
+    plain = run_tiny(config_path, tmp_path / "plain", opts, save_interval=2)
+    evaluated = run_tiny(config_path, tmp_path / "evaluated", opts, save_interval=2, do_eval=True)
+    assert evaluated.summary()["last_eval"]["engine"] == "predictor"
+    assert evaluated.recorder.losses == plain.recorder.losses  # exactly, head by head
+    assert evaluated.model.training
+    assert [type(layer) for layer in evaluated.model.sublayers()] == \
+        [type(layer) for layer in plain.model.sublayers()]
+    weights = plain.model.state_dict()
+    for key, value in evaluated.model.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), weights[key].numpy(), err_msg=key)
 
 
 class OutOfMemoryAt(Hook):
