@@ -7,8 +7,10 @@ malloc hands every freed block above its mmap threshold back to the system, so a
 which frees and allocates gigabytes of activations, page-faults them all in again. Keeping them
 in the heap, on a GCNet-R50 step (batch 2, 512x256; six alternating pairs of whole processes,
 2026-11-23): minor faults 3.0M -> 0.8M and system time 0.41-0.58x in every pair, step time
-0.87-1.02x (median 0.93x), peak RSS +7-17% (median +12%). Scripts call :func:`configure` first
-thing. A user's own settings always win; ``--no_cpu_tuning`` or ``GCSEG_NO_CPU_TUNING=1`` turns
+0.87-1.02x (median 0.93x), peak RSS +7-17% (median +12%). Only training keeps them: evaluation
+gains no measured speed from them and a val.py process (GCNet-R50, 512x256, Intel Xeon,
+2026-11-26) peaked at 1101 MB with them against 1015 MB without (PaddleSeg's: 1056).
+Scripts call :func:`configure` first thing. A user's own settings always win; ``--no_cpu_tuning`` or ``GCSEG_NO_CPU_TUNING=1`` turns
 the set-up off.
 """
 import contextlib
@@ -222,9 +224,10 @@ def silence_paddle_omp_warning() -> None:
         sys.meta_path.insert(0, _QuietPaddleImport())
 
 
-def configure(argv: Optional[Sequence[str]] = None, announce: bool = True) -> Dict[str, str]:
-    """Set the recommended CPU variables the user has not set and tune malloc; returns what
-    was set."""
+def configure(argv: Optional[Sequence[str]] = None, announce: bool = True,
+              tune_malloc: bool = True) -> Dict[str, str]:
+    """Set the recommended CPU variables the user has not set and, with ``tune_malloc``, tune
+    malloc; returns what was set."""
     argv = sys.argv if argv is None else argv
     # Paddle 3 warns at every import that the C++ extension builder lacks ccache; gcseg builds
     # no extensions, so the warning is noise for our users.
@@ -236,7 +239,7 @@ def configure(argv: Optional[Sequence[str]] = None, announce: bool = True) -> Di
     os.environ.update(variables)
     if "OMP_NUM_THREADS" in variables:
         silence_paddle_omp_warning()
-    applied = {**variables, **keep_freed_memory_in_the_heap()}
+    applied = {**variables, **(keep_freed_memory_in_the_heap() if tune_malloc else {})}
     is_first_rank = os.environ.get("PADDLE_TRAINER_ID", "0") == "0"
     if announce and applied and is_first_rank:
         late = " (paddle was already imported: the variables take effect in new processes " \
