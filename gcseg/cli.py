@@ -54,12 +54,12 @@ def main_guard(main: Callable[[], Optional[int]], needs_paddle: bool = True) -> 
     sys.exit(code)
 
 
-def run(main: Callable[[], Optional[int]], tune_malloc: bool = False) -> None:
+def run(main: Callable[[], Optional[int]], training: bool = False) -> None:
     """A command's entry point: the CPU environment first (it only works before Paddle is
-    imported, see :mod:`gcseg.cpu_env`; ``tune_malloc`` for training), then ``main`` under
-    :func:`main_guard`."""
+    imported, see :mod:`gcseg.cpu_env`; malloc is tuned differently for ``training``), then
+    ``main`` under :func:`main_guard`."""
     from gcseg import cpu_env
-    cpu_env.configure(tune_malloc=tune_malloc)
+    cpu_env.configure(training=training)
     main_guard(main)
 
 

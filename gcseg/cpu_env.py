@@ -8,8 +8,9 @@ which frees and allocates gigabytes of activations, page-faults them all in agai
 in the heap, on a GCNet-R50 step (batch 2, 512x256; six alternating pairs of whole processes,
 2026-11-23): minor faults 3.0M -> 0.8M and system time 0.41-0.58x in every pair, step time
 0.87-1.02x (median 0.93x), peak RSS +7-17% (median +12%). Only training keeps them: evaluation
-gains no measured speed from them and a val.py process (GCNet-R50, 512x256, Intel Xeon,
-2026-11-26) peaked at 1101 MB with them against 1015 MB without (PaddleSeg's: 1056).
+gains no measured speed from them, and a val.py process (GCNet-R50, 512x256, 4 images, Intel
+Xeon, 2026-11-26) peaked at 1101 MB with them, 1176 MB with glibc's defaults and 1015 MB with
+``RETURNING_MALLOC_SETTINGS``, which the other commands get (PaddleSeg's val.py: 1056-1058 MB).
 Scripts call :func:`configure` first thing. A user's own settings always win; ``--no_cpu_tuning`` or ``GCSEG_NO_CPU_TUNING=1`` turns
 the set-up off.
 """
@@ -28,6 +29,10 @@ OPT_OUT_ENV = "GCSEG_NO_CPU_TUNING"
 # (mallopt parameter, its number in glibc's malloc.h, value, the variable a user sets it with)
 MALLOC_SETTINGS = (("M_MMAP_MAX", -4, 0, "MALLOC_MMAP_MAX_"),
                    ("M_TRIM_THRESHOLD", -1, 1 << 30, "MALLOC_TRIM_THRESHOLD_"))
+# For every other command: glibc's default trim threshold, but fixed. Setting it stops glibc from
+# raising its mmap threshold each time a large block is freed, which otherwise moves later large
+# blocks into the heap, where they fragment it (GCNet-R50 val.py peak: 1176 MB -> 1015 MB).
+RETURNING_MALLOC_SETTINGS = (("M_TRIM_THRESHOLD", -1, 128 * 1024, "MALLOC_TRIM_THRESHOLD_"),)
 # What Paddle prints on stderr at import whenever OMP_NUM_THREADS > 1 (paddle/base/__init__.py,
 # 2.6 and 3.x): a caution about data parallelism and OpenBLAS builds, neither of which applies to
 # the threads configure() sets.
@@ -116,20 +121,22 @@ def _mallopt():
         return None
 
 
-def keep_freed_memory_in_the_heap() -> Dict[str, str]:
-    """Apply ``MALLOC_SETTINGS`` to this process's glibc malloc (not on other C libraries, not
-    where the user tunes malloc); returns what was set."""
+def tune_malloc(settings: Sequence[Tuple[str, int, int, str]] = MALLOC_SETTINGS
+                ) -> Dict[str, str]:
+    """Apply ``settings`` (``MALLOC_SETTINGS``: keep freed memory in the heap, for training;
+    ``RETURNING_MALLOC_SETTINGS``: hand it back, for the rest) to this process's glibc malloc
+    (not on other C libraries, not where the user tunes malloc); returns what was set."""
     mallopt = _mallopt()
     if mallopt is None or user_tunes_malloc():
         return {}
-    _MALLOC_APPLIED.update({name: str(value) for name, number, value, _ in MALLOC_SETTINGS
+    _MALLOC_APPLIED.update({name: str(value) for name, number, value, _ in settings
                             if mallopt(number, value) == 1})
     return dict(_MALLOC_APPLIED)
 
 
 @contextlib.contextmanager
 def freed_memory_returned() -> Iterator[None]:
-    """glibc's default malloc inside, where :func:`keep_freed_memory_in_the_heap` changed it:
+    """glibc's default malloc inside, where :func:`tune_malloc` changed it:
     large blocks mapped and unmapped on their own. For one-off work that allocates and frees
     large transient buffers (a runtime loading a model): kept in the heap they fragment it and
     raise the process's peak (ONNX Runtime loading GCNet-R50: +760 MB instead of +470)."""
@@ -225,9 +232,9 @@ def silence_paddle_omp_warning() -> None:
 
 
 def configure(argv: Optional[Sequence[str]] = None, announce: bool = True,
-              tune_malloc: bool = True) -> Dict[str, str]:
-    """Set the recommended CPU variables the user has not set and, with ``tune_malloc``, tune
-    malloc; returns what was set."""
+              training: bool = True) -> Dict[str, str]:
+    """Set the recommended CPU variables the user has not set and tune malloc (for training
+    or for the other commands); returns what was set."""
     argv = sys.argv if argv is None else argv
     # Paddle 3 warns at every import that the C++ extension builder lacks ccache; gcseg builds
     # no extensions, so the warning is noise for our users.
@@ -239,7 +246,8 @@ def configure(argv: Optional[Sequence[str]] = None, announce: bool = True,
     os.environ.update(variables)
     if "OMP_NUM_THREADS" in variables:
         silence_paddle_omp_warning()
-    applied = {**variables, **(keep_freed_memory_in_the_heap() if tune_malloc else {})}
+    applied = {**variables,
+               **tune_malloc(MALLOC_SETTINGS if training else RETURNING_MALLOC_SETTINGS)}
     is_first_rank = os.environ.get("PADDLE_TRAINER_ID", "0") == "0"
     if announce and applied and is_first_rank:
         late = " (paddle was already imported: the variables take effect in new processes " \

@@ -53,5 +53,6 @@ def test_the_entry_point_sets_up_the_cpu_and_parses_the_flags(name, flag):
     assert done.stdout.startswith(f"usage: gcseg-{name}") and flag in done.stdout
     setup_line = next(line for line in done.stderr.splitlines() if "gcseg cpu setup:" in line)
     assert "OMP_NUM_THREADS=" in setup_line
-    if platform.libc_ver()[0] == "glibc":  # malloc kept for training only (gcseg.cpu_env)
+    if platform.libc_ver()[0] == "glibc":  # freed memory kept in the heap for training only
         assert ("M_MMAP_MAX=0" in setup_line) == (name == "train")
+        assert ("M_TRIM_THRESHOLD=131072" in setup_line) == (name != "train")

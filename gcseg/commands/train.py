@@ -94,4 +94,4 @@ def main() -> int:
 
 def run() -> None:
     """Entry point of gcseg-train and scripts/train.py."""
-    cli.run(main, tune_malloc=True)  # training steps gain from it, see gcseg.cpu_env
+    cli.run(main, training=True)
