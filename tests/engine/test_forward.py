@@ -136,6 +136,8 @@ def test_a_released_model_is_not_evaluated_with_dygraph_when_no_backend_is_agree
     processes then agree on no backend, the run stops with the reason instead of falling back
     to a dygraph model without weights. Without ``release_model`` it falls back."""
     monkeypatch.setattr(forward, "_agreed_backends", lambda seconds: ([], {}))
+    from gcseg.deploy import onnx_export
+    monkeypatch.setattr(onnx_export, "onnx_tools_installed", lambda: False)  # one runtime is enough
     twin = GCNet(5, ResNet18_vd(output_stride=8), gc_channels=32)
     twin.set_state_dict(gcnet.state_dict())
     twin.eval()
