@@ -268,7 +268,7 @@ def deploy_rows(forward, model, image, repeats: int, work_dir: str,
     from gcseg.cpu_env import cpu_supports_bf16
     from gcseg.deploy.export import export_model
     from gcseg.deploy.runtime import DeployedModel
-    from gcseg.engine.forward import cpu_threads
+    from gcseg.cpu_env import cpu_threads
     if not cpu_supports_bf16(cpuinfo):
         return [Row(f"{BF16_ROW}: not supported on this CPU (no avx512_bf16 / amx_bf16)", "-",
                     None, None)]

@@ -11,8 +11,8 @@ in the heap, on a GCNet-R50 step (batch 2, 512x256; six alternating pairs of who
 gains no measured speed from them, and a val.py process (GCNet-R50, 512x256, 4 images, Intel
 Xeon, 2026-11-26) peaked at 1101 MB with them, 1176 MB with glibc's defaults and 1015 MB with
 ``RETURNING_MALLOC_SETTINGS``, which the other commands get (PaddleSeg's val.py: 1056-1058 MB).
-Scripts call :func:`configure` first thing. A user's own settings always win; ``--no_cpu_tuning`` or ``GCSEG_NO_CPU_TUNING=1`` turns
-the set-up off.
+Scripts call :func:`configure` first thing. A user's own settings always win;
+``--no_cpu_tuning`` or ``GCSEG_NO_CPU_TUNING=1`` turns the set-up off.
 """
 import contextlib
 import ctypes
@@ -111,12 +111,13 @@ MALLOC_DEFAULTS = {"M_MMAP_MAX": 65536, "M_TRIM_THRESHOLD": 128 * 1024}
 _MALLOC_APPLIED: Dict[str, str] = {}
 
 
-def _mallopt():
-    """glibc's ``mallopt``, or None (another C library, another system)."""
+def _glibc(function: str):
+    """glibc's ``function`` (``mallopt``, ``malloc_trim``), or None (another C library, another
+    system)."""
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return None
     try:
-        return ctypes.CDLL(None).mallopt
+        return getattr(ctypes.CDLL(None), function)
     except (OSError, AttributeError):
         return None
 
@@ -126,7 +127,7 @@ def tune_malloc(settings: Sequence[Tuple[str, int, int, str]] = MALLOC_SETTINGS
     """Apply ``settings`` (``MALLOC_SETTINGS``: keep freed memory in the heap, for training;
     ``RETURNING_MALLOC_SETTINGS``: hand it back, for the rest) to this process's glibc malloc
     (not on other C libraries, not where the user tunes malloc); returns what was set."""
-    mallopt = _mallopt()
+    mallopt = _glibc("mallopt")
     if mallopt is None or user_tunes_malloc():
         return {}
     _MALLOC_APPLIED.update({name: str(value) for name, number, value, _ in settings
@@ -136,23 +137,22 @@ def tune_malloc(settings: Sequence[Tuple[str, int, int, str]] = MALLOC_SETTINGS
 
 @contextlib.contextmanager
 def freed_memory_returned() -> Iterator[None]:
-    """glibc's default malloc inside, where :func:`tune_malloc` changed it:
+    """glibc's default malloc inside, where :func:`tune_malloc` keeps freed memory in the heap:
     large blocks mapped and unmapped on their own. For one-off work that allocates and frees
     large transient buffers (a runtime loading a model): kept in the heap they fragment it and
     raise the process's peak (ONNX Runtime loading GCNet-R50: +760 MB instead of +470)."""
-    mallopt = _mallopt()
-    applied = [(number, value) for name, number, value, _ in MALLOC_SETTINGS
-               if name in _MALLOC_APPLIED]
-    if mallopt is None or not applied:
+    mallopt = _glibc("mallopt")
+    kept = [(number, value, MALLOC_DEFAULTS[name]) for name, number, value, _ in MALLOC_SETTINGS
+            if _MALLOC_APPLIED.get(name) == str(value)]
+    if mallopt is None or not kept:
         yield
         return
-    for name, number, _, _ in MALLOC_SETTINGS:
-        if name in _MALLOC_APPLIED:
-            mallopt(number, MALLOC_DEFAULTS[name])
+    for number, _, default in kept:
+        mallopt(number, default)
     try:
         yield
     finally:
-        for number, value in applied:
+        for number, value, _ in kept:
             mallopt(number, value)
 
 
@@ -160,12 +160,8 @@ def return_freed_memory() -> bool:
     """Hand the heap's free pages back to the system (glibc ``malloc_trim``); False where the
     C library has no such call. For after a large object is dropped: freed blocks between
     live ones otherwise stay in the process's RSS, and the next large object adds to them."""
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        return bool(ctypes.CDLL(None).malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
+    malloc_trim = _glibc("malloc_trim")
+    return malloc_trim is not None and bool(malloc_trim(0))
 
 
 class _LineFilter:

@@ -112,7 +112,7 @@ def note_ignored_flags(args: argparse.Namespace) -> None:
 def inference_options(args: argparse.Namespace, runtime: str) -> Dict:
     """The :class:`~gcseg.deploy.inference_options.InferenceOptions` of the flags."""
     import paddle
-    from gcseg.engine.forward import cpu_threads
+    from gcseg.cpu_env import cpu_threads
     note_ignored_flags(args)
     if args.device:
         cli.check_device(args.device)

@@ -26,7 +26,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from gcseg.cpu_env import cpu_threads
+from gcseg.cpu_env import cpu_threads, freed_memory_returned, return_freed_memory
 from gcseg.deploy.fold_bn import fold_batchnorm
 from gcseg.engine.inference import Forward
 from gcseg.errors import GcsegError, UsageError
@@ -196,7 +196,6 @@ def _choose_auto(model: nn.Layer, release_model: bool = False) -> CompiledModel:
     ~1.05 to ~1.55 GB, above PaddleSeg's ~1.2). The winner is kept when it was timed last,
     else reopened from the same export. With ``release_model`` the model's weights are freed
     as soon as one backend agrees with it (dygraph will not be needed)."""
-    from gcseg.cpu_env import freed_memory_returned
     from gcseg.deploy.onnx_export import onnx_tools_installed
     candidates = ["predictor"] + (["onnxruntime"] if onnx_tools_installed() else [])
     probe, reference = _probe(model)
@@ -205,10 +204,8 @@ def _choose_auto(model: nn.Layer, release_model: bool = False) -> CompiledModel:
         errors: Dict[str, GcsegError] = {}
         last: Optional[CompiledModel] = None
         for backend in candidates:
-            last = None
-            _free_memory()  # the previous runtime's weights go before the next one loads its own
-            with freed_memory_returned():
-                last = _checked(backend, work_dir, probe, reference)
+            last = None  # the previous runtime's weights go before the next one loads its own
+            last = _load_alone(backend, work_dir, probe, reference)
             if isinstance(last, GcsegError):
                 errors[backend], last = last, None
                 continue
@@ -221,10 +218,8 @@ def _choose_auto(model: nn.Layer, release_model: bool = False) -> CompiledModel:
                                                          "process"))
         choice, reason = _auto_reason(agreed, summed, candidates, errors)
         if last is None or last.backend != choice:
-            last = None
-            _free_memory()
-            with freed_memory_returned():
-                last = _checked(choice, work_dir, probe, reference)
+            last = None  # the loser goes before the winner is reopened
+            last = _load_alone(choice, work_dir, probe, reference)
             if isinstance(last, GcsegError):
                 raise last
     _AUTO_CHOICE["backend"] = choice
@@ -232,10 +227,14 @@ def _choose_auto(model: nn.Layer, release_model: bool = False) -> CompiledModel:
     return last
 
 
-def _free_memory() -> None:
-    from gcseg.cpu_env import return_freed_memory
+def _load_alone(backend: str, export_dir: str, probe: paddle.Tensor,
+                reference: np.ndarray) -> Union[CompiledModel, GcsegError]:
+    """:func:`_checked` once the memory of runtimes dropped before is handed back, loading
+    under glibc's default malloc (see :func:`gcseg.cpu_env.freed_memory_returned`)."""
     gc.collect()
     return_freed_memory()
+    with freed_memory_returned():
+        return _checked(backend, export_dir, probe, reference)
 
 
 def _auto_reason(agreed: List[str], seconds: Dict[str, float], candidates: List[str],
