@@ -71,6 +71,11 @@ if [ "$SKIP_PADDLE26" = 0 ]; then
 fi
 finish mmseg
 
+# The suite needs about 2 GB free beyond the environments (a passing test's files are deleted
+# as it ends, pytest.ini); a full disk shows up as many unrelated errors, so say what is free.
+echo "== free disk space: $(df -h --output=avail . | tail -1 | tr -d ' ') here," \
+  "$(df -h --output=avail "${TMPDIR:-/tmp}" | tail -1 | tr -d ' ') in ${TMPDIR:-/tmp}"
+
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 grep -q AuthenticAMD /proc/cpuinfo 2>/dev/null && export MKL_DEBUG_CPU_TYPE=${MKL_DEBUG_CPU_TYPE:-5}
 

@@ -19,6 +19,7 @@ import pytest
 from conftest import ROOT
 
 ORACLES = ROOT / "tests" / "oracles"
+ORACLE_CACHE = ROOT / "build" / "mmseg-oracle"
 TIMEOUT_SECONDS = 900
 
 
@@ -59,12 +60,13 @@ def run_gcnet_oracle(out_dir: Path, **settings) -> Path:
 
 def cached_oracle_outputs(script: str, settings: dict, produce: Callable[[Path], None]) -> Path:
     """The folder ``produce(folder)`` fills by running oracle ``script`` with ``settings``,
-    computed once per machine: the Paddle 2.6 and 3.x runs of the suite share it (keyed by the
-    oracle's code, its Python and the settings)."""
+    computed once per checkout: the Paddle 2.6 and 3.x runs of the suite share it (keyed by the
+    oracle's code, its Python and the settings). It lives in the checkout's ignored ``build/``
+    (about 0.9 GB), so it goes with the checkout instead of piling up in the system's temp."""
     python = require_oracle_python()
     code = (ORACLES / script).read_bytes()
     key = hashlib.sha256(code + python.encode() + json.dumps(settings, sort_keys=True).encode())
-    cached = Path(tempfile.gettempdir()) / "gcseg-mmseg-oracle" / key.hexdigest()[:16]
+    cached = ORACLE_CACHE / key.hexdigest()[:16]
     if not (cached / "oracle.npz").is_file():
         cached.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cached.parent))
