@@ -10,7 +10,9 @@ a sample; :class:`WaitedBatches` re-raises it in the main process as one
 :class:`WaitedBatches` also keeps the main thread out of Paddle's blocking read: a helper
 thread pulls the batches and the main thread waits on a queue, in short steps, so it notices a
 stop signal (:mod:`gcseg.stopping`) and a loader that produced nothing for
-``timeout`` seconds (a worker stuck on a network file system).
+``timeout`` seconds (a worker stuck on a network file system). Whoever stops reading early
+(an error, the last training iteration mid-epoch) calls :meth:`WaitedBatches.close`, so no
+helper thread or loader worker outlives the loop.
 """
 import queue
 import threading
@@ -75,30 +77,58 @@ class SafeDataset(paddle.io.Dataset):
         return load_sample(self.dataset, idx)
 
 
+def _shut_down(iterator: Iterator) -> None:
+    """End a Paddle DataLoader iterator's reader thread and worker processes, as Paddle does
+    itself once the iterator is exhausted. An iterator dropped before its end is never shut
+    down: its reader thread keeps it alive, with its workers."""
+    shut_down = getattr(iterator, "_try_shutdown_all", None)  # Paddle 2.6 and 3.x
+    if shut_down is not None:
+        shut_down()
+
+
 class WaitedBatches:
     """Iterate ``loader`` (made an iterator here, in the calling thread, as Paddle requires)
     from a helper thread. ``next()`` raises :class:`DataError` for a failure item, for a
     loader error, and after ``timeout`` seconds without a batch; inside
-    :func:`gcseg.stopping.cooperative` it raises :class:`StopRequested` on a signal."""
+    :func:`gcseg.stopping.cooperative` it raises :class:`StopRequested` on a signal. Whatever
+    ``next()`` raises, it closes the batches first."""
 
     def __init__(self, loader: Iterable, timeout: float, what: str) -> None:
         self.length = len(loader) if hasattr(loader, "__len__") else None
         self.timeout, self.what = timeout, what
         self._results: "queue.Queue[Tuple[str, Any]]" = queue.Queue(maxsize=1)
-        self._iterator = iter(loader)
+        self._closed = threading.Event()
+        self._iterator: Optional[Iterator] = iter(loader)
         threading.Thread(target=self._feed, name="gcseg-batches", daemon=True).start()
 
+    def close(self) -> None:
+        """Read no further: once the batch it is reading arrives, the helper thread shuts
+        Paddle's iterator down and ends (otherwise both, and the loader's worker processes,
+        stay alive, blocked, for the rest of the process)."""
+        self._closed.set()
+
     def _feed(self) -> None:
-        while True:
+        while not self._closed.is_set():
             try:
                 result = ("batch", next(self._iterator))
             except StopIteration:
                 result = ("end", None)
             except BaseException as error:  # reported in the main thread
                 result = ("error", error)
-            self._results.put(result)
-            if result[0] != "batch":
-                return
+            if not self._hand_over(result) or result[0] != "batch":
+                break
+        iterator, self._iterator = self._iterator, None
+        _shut_down(iterator)
+
+    def _hand_over(self, result: Tuple[str, Any]) -> bool:
+        """Queue ``result`` for the main thread; False when the batches were closed first."""
+        while not self._closed.is_set():
+            try:
+                self._results.put(result, timeout=POLL_SECONDS)
+                return True
+            except queue.Full:
+                pass
+        return False
 
     def __len__(self) -> int:
         return self.length or 0
@@ -107,6 +137,13 @@ class WaitedBatches:
         return self
 
     def __next__(self) -> Any:
+        try:
+            return self._next_batch()
+        except BaseException:
+            self.close()
+            raise
+
+    def _next_batch(self) -> Any:
         kind, value = self._wait()
         if kind == "end":
             raise StopIteration

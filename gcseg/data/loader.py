@@ -118,7 +118,10 @@ class TrainLoader:
             epoch, start_batch = self.position
             batches = WaitedBatches(self._epoch_loader(epoch, start_batch), self.timeout,
                                     "training data loader")
-            for batch, (images, labels) in enumerate(batches, start_batch + 1):
-                self.position = ((epoch + 1, 0) if batch == self.batches_per_epoch
-                                 else (epoch, batch))
-                yield images, labels
+            try:
+                for batch, (images, labels) in enumerate(batches, start_batch + 1):
+                    self.position = ((epoch + 1, 0) if batch == self.batches_per_epoch
+                                     else (epoch, batch))
+                    yield images, labels
+            finally:  # training may end mid-epoch: its workers go with it
+                batches.close()

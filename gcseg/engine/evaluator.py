@@ -124,6 +124,8 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset,
             _evaluate_shard(matrix, forward, batches, settings, roc, show)
         except (DataError, StopRequested) as error:
             ended_by = error
+        finally:
+            batches.close()
     _agree_on_ending(ended_by)
     matrix.all_reduce()
     results = matrix.compute()

@@ -97,6 +97,23 @@ def bad_dataset(tmp_path: Path, mode: str, kind: str, position: str):
     return dataset, index, bad
 
 
+def loader_parts() -> set:
+    """This process's loader worker processes and gcseg's batch-reading threads."""
+    import multiprocessing
+    import threading
+    return ({process.pid for process in multiprocessing.active_children()} |
+            {thread.name for thread in threading.enumerate() if thread.name == "gcseg-batches"})
+
+
+def assert_the_loader_ends(before: set, seconds: float = 30) -> None:
+    """Every worker process and reading thread started since ``before`` ends within ``seconds``
+    (they used to stay blocked for the rest of the process)."""
+    deadline = time.monotonic() + seconds
+    while loader_parts() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not loader_parts() - before, f"still alive: {loader_parts() - before}"
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 @pytest.mark.parametrize("position", ["first", "middle", "last"])
 @pytest.mark.parametrize("kind", ["label", "image", "transform"])
@@ -105,6 +122,7 @@ def test_the_training_loader_raises_one_line_at_the_bad_sample(tmp_path, kind, p
     from gcseg.data.loader import TrainLoader, epoch_permutation
     from gcseg.errors import DataError
     dataset, index, bad = bad_dataset(tmp_path, "train", kind, position)
+    before = loader_parts()
     batches, served = iter(TrainLoader(dataset, 1, SEED, num_workers=workers, timeout=60)), 0
     with pytest.raises(DataError) as raised:
         for _ in range(len(dataset)):
@@ -116,6 +134,22 @@ def test_the_training_loader_raises_one_line_at_the_bad_sample(tmp_path, kind, p
         assert "ValueError: operands could not be broadcast" in message
     # every sample before the bad one in the epoch's order was served
     assert served == epoch_permutation(len(dataset), SEED, 0).tolist().index(index)
+    assert_the_loader_ends(before)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_training_stream_left_mid_epoch_ends_its_loader(tmp_path, workers):
+    """Training ends at its last iteration, usually mid-epoch: the loader goes with it."""
+    from gcseg.config import Config
+    from gcseg.data.loader import TrainLoader
+    data = make_data(tmp_path / "data", n_train=5, n_val=1)
+    dataset = Config(write_config(tmp_path, data), ["batch_size=1"]).train_dataset
+    before = loader_parts()
+    batches = iter(TrainLoader(dataset, 1, SEED, num_workers=workers, timeout=60))
+    next(batches)
+    assert loader_parts() - before  # running: the check below can fail
+    batches.close()  # what dropping the generator does
+    assert_the_loader_ends(before)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -134,11 +168,12 @@ def test_evaluation_raises_one_line_at_the_bad_sample(tmp_path, kind, position, 
         def forward(self, images):
             return [self.conv(images)]
 
-    model = OneByOne()
+    model, before = OneByOne(), loader_parts()
     with pytest.raises(DataError) as raised:
         evaluate(model, dataset, backend="dygraph", num_workers=workers, print_detail=False,
                  loader_timeout=60)
     assert bad in str(raised.value) and HINT in str(raised.value)
+    assert_the_loader_ends(before)
 
 
 def test_predict_skips_an_image_a_transform_fails_on(tmp_path):
