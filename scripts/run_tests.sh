@@ -28,7 +28,7 @@ install_paddle3() {
 install_paddle26() {
   make_venv .venv-paddle26
   .venv-paddle26/bin/pip install "${PIP_FLAGS[@]}" "paddlepaddle==2.6.2" "numpy<2" \
-    "opencv-python-headless<4.11" Pillow pyyaml tqdm visualdl safetensors pytest hypothesis \
+    "opencv-python-headless<4.11" Pillow pyyaml tqdm visualdl safetensors pytest pytest-xdist hypothesis \
     setuptools wheel "scipy<1.14" "scikit-learn<1.6" filelock prettytable matplotlib \
     cityscapesscripts imgviz "paddle2onnx==1.3.1" onnxruntime
 }
@@ -76,14 +76,21 @@ finish mmseg
 echo "== free disk space: $(df -h --output=avail . | tail -1 | tr -d ' ') here," \
   "$(df -h --output=avail "${TMPDIR:-/tmp}" | tail -1 | tr -d ' ') in ${TMPDIR:-/tmp}"
 
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
+# One pytest worker per core (at most 4), each computing on one thread: most tests run small
+# models and subprocesses that do not use two threads well, so two workers on a 2-core machine
+# take about half the time of one worker on two threads. The tests that start
+# paddle.distributed.launch share one worker (xdist_group "launch"), so no two launches compete
+# for ports.
+CORES=$(nproc)
+WORKERS=${GCSEG_TEST_WORKERS:-$(( CORES < 4 ? CORES : 4 ))}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( CORES / WORKERS > 0 ? CORES / WORKERS : 1 ))}
 grep -q AuthenticAMD /proc/cpuinfo 2>/dev/null && export MKL_DEBUG_CPU_TYPE=${MKL_DEBUG_CPU_TYPE:-5}
+PYTEST=(-m pytest -q -p no:cacheprovider --durations=25 -n "$WORKERS" --dist loadgroup)
 
 if [ "$SKIP_PADDLE26" = 0 ]; then
   echo "== Paddle 2.6.2: the suite but its slow end-to-end quickstart run"
-  .venv-paddle26/bin/python -m pytest -q -p no:cacheprovider --durations=25 \
-    -m "not paddle3_only and not slow" tests
+  .venv-paddle26/bin/python "${PYTEST[@]}" -m "not paddle3_only and not slow" tests
 fi
 
 echo "== Paddle 3: the whole suite"
-.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 tests "$@"
+.venv/bin/python "${PYTEST[@]}" tests "$@"

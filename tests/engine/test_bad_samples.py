@@ -259,6 +259,7 @@ def test_val_with_workers_names_the_bad_label(tmp_path):
                               f"{HINT} --config {config} --opts {override} finds")
 
 
+@pytest.mark.xdist_group("launch")  # one paddle.distributed.launch at a time
 def test_two_processes_end_when_only_rank_1_meets_the_bad_sample(tmp_path):
     """Rank r takes sample ``order[2 b + r]`` in step b+1: the bad one is rank 1's second
     (not sample 0, which the start-up check reads on every rank). Both ranks stop at that step,

@@ -6,11 +6,14 @@ import sys
 
 import numpy as np
 import paddle
+import pytest
 
 from gcseg.config import Config
 from gcseg.engine.evaluator import evaluate
 from gcseg.models.weights import load_weights
 from conftest import ROOT, write_run
+
+pytestmark = pytest.mark.xdist_group("launch")  # one paddle.distributed.launch at a time
 
 
 def test_two_process_evaluation_equals_single_process(tmp_path):

@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.xdist_group("launch")  # one paddle.distributed.launch at a time
 
 
 def break_rank1(fault: str) -> None:

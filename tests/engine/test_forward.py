@@ -10,6 +10,7 @@ import paddle
 import pytest
 
 from gcseg.cpu_env import cpu_threads
+from gcseg.deploy.runtime import process_math_threads
 from gcseg.engine import forward
 from gcseg.engine.evaluator import evaluate
 from gcseg.engine.forward import (backend_name, compile_for_inference, inference_forward,
@@ -170,15 +171,25 @@ def math_library_threads() -> Dict[str, int]:
     return counts
 
 
-def test_the_predictor_leaves_mkl_and_openmp_on_the_process_threads(gcnet):
+def test_the_predictor_leaves_mkl_and_openmp_on_the_process_threads(gcnet, monkeypatch):
     """Paddle Inference sets MKL's and OpenMP's thread count when a predictor is created and to 1
-    after every run; training after an evaluation then ran on one thread."""
+    after every run; training after an evaluation then ran on one thread. The process is given
+    two threads here (the suite's workers may run on one, which would not show it)."""
     image = paddle.to_tensor(np.random.default_rng(3).standard_normal((1, 3, 64, 64))
                              .astype("float32"))
     paddle.matmul(image, image)  # dygraph's MKL is loaded
-    compiled = compile_for_inference(gcnet)
-    compiled(image)
-    threads = math_library_threads()
-    if "libmklml_intel" not in threads or cpu_threads() == 1:
-        pytest.skip("needs Paddle's MKL (mklml) and more than one thread to show")
-    assert threads == {library: cpu_threads() for library in threads}
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    try:
+        with process_math_threads():  # the process computes on two threads
+            pass
+        before = math_library_threads()
+        compiled = compile_for_inference(gcnet)
+        compiled(image)
+        threads = math_library_threads()
+    finally:
+        monkeypatch.undo()
+        with process_math_threads():  # back to this worker's own count
+            pass
+    if "libmklml_intel" not in threads:
+        pytest.skip("needs Paddle's MKL (mklml)")
+    assert before["libmklml_intel"] == 2 and threads == before
