@@ -18,6 +18,7 @@ the next run's Checkpointer deletes the first and puts the second back. Weights 
 Inf are never saved. PaddleSeg's own ``iter_<N>`` checkpoints (no ``train_state.pkl``) resume
 too.
 """
+import contextlib
 import json
 import logging
 import os
@@ -26,7 +27,8 @@ import random
 import re
 import shutil
 import tempfile
-from typing import Any, Dict, List, Optional
+import warnings
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import paddle
@@ -276,7 +278,8 @@ class Checkpointer:
             if "param_names" in state:
                 optimizer_state = rename_optimizer_state(optimizer_state, state["param_names"],
                                                          self.model)
-            self.optimizer.set_state_dict(optimizer_state)
+            with _warmup_state_taken_whole(self.optimizer):
+                self.optimizer.set_state_dict(optimizer_state)
         except Exception as error:  # paddle raises many types for a corrupt or foreign file
             raise CheckpointError(f"{optimizer_path}: cannot restore the optimizer "
                                   f"({type(error).__name__}: {str(error)[:120]})") from None
@@ -293,3 +296,15 @@ class Checkpointer:
             raise CheckpointError(f"{directory}: no {STATE_FILE}, and the directory name does "
                                   "not say the iteration (expected iter_<N>)")
         return {"iter": int(match.group(1))}
+
+
+@contextlib.contextmanager
+def _warmup_state_taken_whole(optimizer: Any) -> Iterator[None]:
+    """Silences Paddle's "unused values in state_dict" warning for a warmup scheduler, which
+    every resume of a run with warmup printed: ``LinearWarmup.set_state_dict`` hands its whole
+    state, the inner scheduler's under ``LinearWarmup_LR`` included, to the base class, which
+    counts that key as unused, then restores the inner scheduler from it itself."""
+    with warnings.catch_warnings():
+        if isinstance(getattr(optimizer, "_learning_rate", None), paddle.optimizer.lr.LinearWarmup):
+            warnings.filterwarnings("ignore", message="There are some unused values in state_dict")
+        yield

@@ -6,6 +6,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,33 @@ def test_layout_is_paddleseg_s_and_keep_checkpoint_max_prunes_the_oldest(tmp_pat
     weights = paddle.load(str(tmp_path / "iter_30" / "model.pdparams"))
     assert set(weights) == set(model.state_dict())
     assert "LR_Scheduler" in paddle.load(str(tmp_path / "iter_30" / "model.pdopt"))
+
+
+def warmup_parts(steps: int):
+    """A small model, a momentum optimizer under LinearWarmup(PolynomialDecay) (a config's
+    ``warmup_iters``), ``steps`` scheduler steps taken."""
+    model = paddle.nn.Linear(4, 3)
+    scheduler = paddle.optimizer.lr.LinearWarmup(
+        paddle.optimizer.lr.PolynomialDecay(0.1, decay_steps=20), warmup_steps=3, start_lr=0.0,
+        end_lr=0.1)
+    optimizer = paddle.optimizer.Momentum(scheduler, momentum=0.9,
+                                          parameters=model.parameters())
+    for _ in range(steps):
+        scheduler.step()
+    return model, optimizer, scheduler
+
+
+def test_resuming_a_warmup_schedule_restores_both_schedulers_without_a_warning(tmp_path):
+    """Paddle's LinearWarmup warned of "unused values" in its own state on every resume."""
+    model, optimizer, scheduler = warmup_parts(steps=5)
+    Checkpointer(str(tmp_path), model, optimizer).save(5, {})
+    model, optimizer, resumed = warmup_parts(steps=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Checkpointer(str(tmp_path), model, optimizer).load(str(tmp_path / "iter_5"))
+    assert resumed.last_epoch == scheduler.last_epoch == 5
+    assert resumed.learning_rate.last_epoch == scheduler.learning_rate.last_epoch
+    assert resumed() == pytest.approx(scheduler())
 
 
 def test_a_failed_write_leaves_no_directory_and_the_previous_one_intact(tmp_path):
