@@ -78,9 +78,9 @@ echo "== free disk space: $(df -h --output=avail . | tail -1 | tr -d ' ') here,"
 
 # One pytest worker per core (at most 4), each computing on one thread: most tests run small
 # models and subprocesses that do not use two threads well, so two workers on a 2-core machine
-# take about half the time of one worker on two threads. The tests that start
-# paddle.distributed.launch share one worker (xdist_group "launch"), so no two launches compete
-# for ports.
+# take about half the time of one worker on two threads. Each test file stays on one worker, in
+# its order (tests/conftest.py), and the tests that start paddle.distributed.launch share one
+# (xdist_group "launch"), so no two launches compete for ports.
 CORES=$(nproc)
 WORKERS=${GCSEG_TEST_WORKERS:-$(( CORES < 4 ? CORES : 4 ))}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( CORES / WORKERS > 0 ? CORES / WORKERS : 1 ))}

@@ -35,6 +35,17 @@ from gcseg.models import GCNet, ResNet18_vd, load_weights  # noqa: E402
 from gcseg.models.weights import save_weights  # noqa: E402
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    """Under pytest-xdist (scripts/run_tests.sh: ``-n N --dist loadgroup``) each test file runs
+    on one worker, in its own order, as in a single process: a module-scoped fixture is built
+    by the file's first test, as the file was written for. A test's own ``xdist_group`` mark
+    (``launch``: the paddle.distributed.launch runs, one at a time) takes precedence."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(Path(str(item.fspath)).stem))
+
+
 # ----------------------------------------------------------------------------- command lines
 SCRIPTS = ROOT / "scripts"
 

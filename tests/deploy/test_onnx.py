@@ -201,7 +201,9 @@ def test_evaluate_with_onnxruntime_gives_the_dygraph_metrics(gcnet):
 
 
 def test_without_the_extra_onnxruntime_is_a_usage_error_and_auto_takes_the_predictor(
-        gcnet, monkeypatch, fresh_auto_choice, capsys, request):
+        gcnet, compiled_engines, monkeypatch, fresh_auto_choice, capsys, request):
+    # compiled_engines is built before onnxruntime is hidden (this test may be the module's
+    # first in its pytest worker)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     with pytest.raises(UsageError, match=r"--engine onnxruntime needs onnxruntime.*\[onnx"):
         inference_forward(gcnet, "onnxruntime")
