@@ -28,8 +28,8 @@ install_paddle3() {
 install_paddle26() {
   make_venv .venv-paddle26
   .venv-paddle26/bin/pip install "${PIP_FLAGS[@]}" "paddlepaddle==2.6.2" "numpy<2" \
-    "opencv-python-headless<4.11" Pillow pyyaml tqdm visualdl safetensors pytest pytest-xdist hypothesis \
-    setuptools wheel "scipy<1.14" "scikit-learn<1.6" filelock prettytable matplotlib \
+    "opencv-python-headless<4.11" Pillow pyyaml tqdm visualdl safetensors pytest pytest-xdist \
+    hypothesis setuptools wheel "scipy<1.14" "scikit-learn<1.6" filelock prettytable matplotlib \
     cityscapesscripts imgviz "paddle2onnx==1.3.1" onnxruntime
 }
 

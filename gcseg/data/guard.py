@@ -10,8 +10,8 @@ a sample; :class:`WaitedBatches` re-raises it in the main process as one
 :class:`WaitedBatches` also keeps the main thread out of Paddle's blocking read: a helper
 thread pulls the batches and the main thread waits on a queue, in short steps, so it notices a
 stop signal (:mod:`gcseg.stopping`) and a loader that produced nothing for
-``timeout`` seconds (a worker stuck on a network file system). Whoever stops reading early
-(an error, the last training iteration mid-epoch) calls :meth:`WaitedBatches.close`, so no
+``timeout`` seconds (a worker stuck on a network file system). It is a context manager: leaving
+the block early (an error, a stop, the last training iteration mid-epoch) closes it, so no
 helper thread or loader worker outlives the loop.
 """
 import queue
@@ -90,8 +90,8 @@ class WaitedBatches:
     """Iterate ``loader`` (made an iterator here, in the calling thread, as Paddle requires)
     from a helper thread. ``next()`` raises :class:`DataError` for a failure item, for a
     loader error, and after ``timeout`` seconds without a batch; inside
-    :func:`gcseg.stopping.cooperative` it raises :class:`StopRequested` on a signal. Whatever
-    ``next()`` raises, it closes the batches first."""
+    :func:`gcseg.stopping.cooperative` it raises :class:`StopRequested` on a signal. Read it
+    in a ``with`` block, which closes it on the way out."""
 
     def __init__(self, loader: Iterable, timeout: float, what: str) -> None:
         self.length = len(loader) if hasattr(loader, "__len__") else None
@@ -106,6 +106,12 @@ class WaitedBatches:
         Paddle's iterator down and ends (otherwise both, and the loader's worker processes,
         stay alive, blocked, for the rest of the process)."""
         self._closed.set()
+
+    def __enter__(self) -> "WaitedBatches":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     def _feed(self) -> None:
         while not self._closed.is_set():
@@ -137,13 +143,6 @@ class WaitedBatches:
         return self
 
     def __next__(self) -> Any:
-        try:
-            return self._next_batch()
-        except BaseException:
-            self.close()
-            raise
-
-    def _next_batch(self) -> Any:
         kind, value = self._wait()
         if kind == "end":
             raise StopIteration

@@ -116,12 +116,10 @@ class TrainLoader:
     def __iter__(self) -> Iterator[Tuple[paddle.Tensor, paddle.Tensor]]:
         while True:
             epoch, start_batch = self.position
-            batches = WaitedBatches(self._epoch_loader(epoch, start_batch), self.timeout,
-                                    "training data loader")
-            try:
+            # closed however the epoch ends: training may stop mid-epoch, its workers with it
+            with WaitedBatches(self._epoch_loader(epoch, start_batch), self.timeout,
+                               "training data loader") as batches:
                 for batch, (images, labels) in enumerate(batches, start_batch + 1):
                     self.position = ((epoch + 1, 0) if batch == self.batches_per_epoch
                                      else (epoch, batch))
                     yield images, labels
-            finally:  # training may end mid-epoch: its workers go with it
-                batches.close()

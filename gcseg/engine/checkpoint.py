@@ -305,6 +305,7 @@ def _warmup_state_taken_whole(optimizer: Any) -> Iterator[None]:
     state, the inner scheduler's under ``LinearWarmup_LR`` included, to the base class, which
     counts that key as unused, then restores the inner scheduler from it itself."""
     with warnings.catch_warnings():
-        if isinstance(getattr(optimizer, "_learning_rate", None), paddle.optimizer.lr.LinearWarmup):
+        scheduler = getattr(optimizer, "_learning_rate", None)
+        if isinstance(scheduler, paddle.optimizer.lr.LinearWarmup):
             warnings.filterwarnings("ignore", message="There are some unused values in state_dict")
         yield

@@ -118,14 +118,12 @@ def evaluate(model: paddle.nn.Layer, dataset: paddle.io.Dataset,
     ended_by: Optional[Exception] = None
     with eval_mode(model), handling_signals():
         forward = inference_forward(model, backend, settings.precision, release_model)
-        batches = WaitedBatches(shard_loader(dataset, num_workers), loader_timeout,
-                                "evaluation data loader")
-        try:
-            _evaluate_shard(matrix, forward, batches, settings, roc, show)
-        except (DataError, StopRequested) as error:
-            ended_by = error
-        finally:
-            batches.close()
+        with WaitedBatches(shard_loader(dataset, num_workers), loader_timeout,
+                           "evaluation data loader") as batches:
+            try:
+                _evaluate_shard(matrix, forward, batches, settings, roc, show)
+            except (DataError, StopRequested) as error:
+                ended_by = error
     _agree_on_ending(ended_by)
     matrix.all_reduce()
     results = matrix.compute()
